@@ -1,0 +1,37 @@
+// Loading, overriding and validating a TrainConfig (configs/switchboard.proto).
+// Every error names the field or file it is about.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "configs/switchboard.pb.h"
+
+namespace sb {
+
+using switchboard::TrainConfig;
+
+// Parses a text-format TrainConfig file. Unknown fields, syntax errors and
+// unreadable files are errors naming the file, line and field.
+absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path);
+absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin);
+
+// Applies "a.b.c=value" through protobuf reflection. Scalars (numbers, bools,
+// strings, enum names) are replaced; a repeated field takes a comma-separated
+// list ("moe.moe_layers=1,3") and replaces its whole contents.
+absl::Status ApplyOverride(const std::string& assignment, TrainConfig* config);
+
+// Checks every field and cross-field rule (sizes positive, top_k <= experts,
+// heads % kv_heads == 0, experts % expert_parallel_size == 0, world_size %
+// expert_parallel_size == 0, ...). world_size = ranks of the job.
+absl::Status ValidateConfig(const TrainConfig& config, int world_size);
+
+// Text format of the config with every default made explicit (for run dirs).
+std::string ResolvedConfigText(const TrainConfig& config);
+
+// [num_layers] true where block i is an MoE layer (moe_layers or interval).
+std::vector<bool> MoeLayerMask(const TrainConfig& config);
+
+}  // namespace sb

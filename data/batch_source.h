@@ -1,0 +1,35 @@
+// Where training reads its micro-batches. A source is a pure function of the
+// global micro-batch index: micro-batch j of step s (j = accum_index * world
+// + rank) has index s * (world * grad_accum) + j, so every data x expert
+// layout reads the same samples and a resumed run continues exactly.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "moe/core/tensor.h"
+
+namespace sb {
+
+struct Batch {
+  Tensor inputs;   // [B, S] i32 token ids
+  Tensor targets;  // [B, S] i32 next tokens (inputs shifted by one)
+};
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // Fills `out` (allocated by the callee on first use, CPU) with the
+  // micro-batch of global index `index`: batch_size windows of seq_len + 1 tokens.
+  virtual absl::Status Read(int64_t index, int batch_size, int seq_len, Batch* out) = 0;
+  // Token ids are < vocab_size.
+  virtual int64_t vocab_size() const = 0;
+  // Total tokens available (one epoch).
+  virtual int64_t num_tokens() const = 0;
+  // One line for logs: "12.1M tokens, 3 files, byte-level".
+  virtual std::string Describe() const = 0;
+};
+
+}  // namespace sb

@@ -1,0 +1,93 @@
+// Tensors: typed, contiguous, row-major views into reference-counted memory
+// that lives on one device. Views (Reshape, Rows) share the memory; nothing
+// here computes: see moe/ops/ops.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "moe/core/check.h"
+#include "moe/core/dtype.h"
+
+namespace sb {
+
+using Shape = std::vector<int64_t>;
+int64_t NumElements(const Shape& shape);
+std::string ShapeToString(const Shape& shape);
+
+// Owns one allocation on one device (64-byte aligned on CPU, cudaMalloc on GPU).
+class Storage {
+ public:
+  Storage(size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  Device device_;
+};
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Uninitialised memory.
+  static Tensor Empty(const Shape& shape, DType dtype = DType::kF32, Device device = Device::kCpu);
+  static Tensor Zeros(const Shape& shape, DType dtype = DType::kF32, Device device = Device::kCpu);
+  // A CPU tensor holding a copy of `values` (tests, small host-side inputs).
+  template <typename T>
+  static Tensor FromVector(const std::vector<T>& values, const Shape& shape);
+
+  bool defined() const { return storage_ != nullptr; }
+  DType dtype() const { return dtype_; }
+  Device device() const { return storage_ ? storage_->device() : Device::kCpu; }
+  const Shape& shape() const { return shape_; }
+  int ndim() const { return static_cast<int>(shape_.size()); }
+  // dim(-1) is the last dimension.
+  int64_t dim(int i) const;
+  int64_t numel() const { return NumElements(shape_); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype_); }
+  std::string ToString() const;  // "f32[4, 8] cpu"
+
+  void* raw() const { return static_cast<char*>(storage_->data()) + offset_; }
+  template <typename T>
+  T* data() const {
+    SB_CHECK(dtype_ == DTypeOf<T>::value) << "tensor is " << ToString() << ", asked for "
+                                          << DTypeName(DTypeOf<T>::value);
+    return static_cast<T*>(raw());
+  }
+
+  // Same memory, new shape with the same number of elements.
+  Tensor Reshape(const Shape& shape) const;
+  // Rows [begin, end) of dimension 0, sharing memory.
+  Tensor Rows(int64_t begin, int64_t end) const;
+  // The same bytes seen as another dtype and shape (must fit).
+  Tensor Reinterpret(DType dtype, const Shape& shape) const;
+  // Copies the elements to a host vector (converting to double; tests, logs).
+  std::vector<double> ToDoubles() const;
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  size_t offset_ = 0;  // bytes
+  Shape shape_;
+  DType dtype_ = DType::kF32;
+};
+
+// A buffer that is reused across steps and grows only when a larger view is
+// asked for: activations whose row count depends on routing (MoE dispatch).
+class ScratchTensor {
+ public:
+  // A view of `shape`; contents are unspecified after growth.
+  Tensor Get(const Shape& shape, DType dtype, Device device);
+
+ private:
+  Tensor storage_;  // 1-D f64 (8-byte aligned rows for any dtype)
+};
+
+}  // namespace sb

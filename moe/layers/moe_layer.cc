@@ -1,0 +1,94 @@
+#include "moe/layers/moe_layer.h"
+
+#include "moe/ops/ops.h"
+
+namespace sb {
+
+MoeLayer::MoeLayer(const std::string& prefix, int layer_index, int64_t d_model,
+                   int64_t expert_ffn_dim, const RouterOptions& options,
+                   TokenDispatcher* dispatcher, DType dtype, Device device)
+    : layer_index_(layer_index),
+      dispatcher_(dispatcher),
+      router_(prefix, d_model, options, dtype, device),
+      experts_(prefix + "experts.", options.num_experts / dispatcher->ep_size(),
+               int64_t{options.num_experts} / dispatcher->ep_size() * dispatcher->ep_rank(),
+               d_model, expert_ffn_dim, dtype, device) {
+  SB_CHECK(options.num_experts % dispatcher->ep_size() == 0)
+      << options.num_experts << " experts over " << dispatcher->ep_size() << " ranks";
+}
+
+std::vector<Parameter*> MoeLayer::Parameters() {
+  return {&router_.weight, &experts_.w1, &experts_.w3, &experts_.w2};
+}
+
+Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
+  const int64_t T = x.dim(0), D = x.dim(1);
+  const DType dt = x.dtype();
+  const Device dev = x.device();
+  x_ = x;
+  const Routing& routing = router_.Forward(x, ctx, layer_index_);
+
+  // Local prepare: kept choices as rows grouped by global expert.
+  const RouterStats& stats = router_.stats();
+  int64_t n = 0;
+  for (int64_t c : stats.kept) n += c;
+  Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
+  Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
+  ops::PermutationIndices(routing.expert_ids, routing.slots, routing.kept, row_token, row_choice);
+  Tensor row_gate = row_gate_.Get({n, 1}, dt, dev);
+  ops::GatherRows(routing.gates.Reshape({routing.gates.numel(), 1}), row_choice, row_gate);
+  Tensor x_perm = x_perm_.Get({n, D}, dt, dev);
+  ops::GatherRows(x, row_token, x_perm);
+
+  // Exchange counts, move rows to the expert ranks, run experts, move back.
+  plan_ = dispatcher_->Plan(stats.kept);
+  Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
+  dispatcher_->Dispatch(plan_, x_perm, x_local);
+  Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert);
+  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
+  dispatcher_->Combine(plan_, y_local, y_perm);
+
+  // Local finish: y_t = sum of gate * expert output over t's kept choices.
+  Tensor y = y_.Get({T, D}, dt, dev);
+  ops::Fill(y, 0.0);
+  ops::ScatterAddRows(y_perm, row_token, y, &row_gate);
+  return y;
+}
+
+Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
+  const int64_t T = x_.dim(0), D = x_.dim(1);
+  const int k = router_.options().top_k;
+  const DType dt = x_.dtype();
+  const Device dev = x_.device();
+  const int64_t n = plan_.total_send;
+  Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
+  Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
+  Tensor row_gate = row_gate_.Get({n, 1}, dt, dev);
+  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
+
+  // y_t = sum_c g_c y_c:  dg_c = dy_t . y_c,  dy_c = g_c dy_t
+  Tensor dgate_rows = dgate_rows_.Get({n, 1}, dt, dev);
+  ops::GatherRowDot(dy, row_token, y_perm, dgate_rows);
+  Tensor dy_perm = dy_perm_.Get({n, D}, dt, dev);
+  ops::GatherRows(dy, row_token, dy_perm, &row_gate);
+
+  // Backward of combine is dispatch and vice versa, with the forward's plan.
+  Tensor dy_local = dy_local_.Get({plan_.total_recv, D}, dt, dev);
+  dispatcher_->Dispatch(plan_, dy_perm, dy_local);
+  Tensor dx_local = experts_.Backward(dy_local);
+  Tensor dx_perm = dx_perm_.Get({n, D}, dt, dev);
+  dispatcher_->Combine(plan_, dx_local, dx_perm);
+
+  Tensor dx = dx_.Get({T, D}, dt, dev);
+  ops::Fill(dx, 0.0);
+  ops::ScatterAddRows(dx_perm, row_token, dx);
+
+  // Gate gradients back to [T, k] (dropped choices stay 0), then the router.
+  Tensor dgates = dgates_.Get({T * k, 1}, dt, dev);
+  ops::Fill(dgates, 0.0);
+  ops::ScatterAddRows(dgate_rows, row_choice, dgates);
+  router_.Backward(dgates.Reshape({T, k}), loss_scale, dx);
+  return dx;
+}
+
+}  // namespace sb

@@ -1,0 +1,43 @@
+#include "moe/layers/transformer_block.h"
+
+#include <string>
+
+#include "moe/ops/ops.h"
+
+namespace sb {
+
+TransformerBlock::TransformerBlock(int index, const AttentionShape& attn, double norm_eps,
+                                   std::unique_ptr<FeedForward> ffn, DType dtype, Device device)
+    : input_norm_("model.layers." + std::to_string(index) + ".input_layernorm.weight",
+                  attn.d_model, norm_eps, dtype, device),
+      attention_("model.layers." + std::to_string(index) + ".self_attn.", attn, dtype, device),
+      post_attention_norm_(
+          "model.layers." + std::to_string(index) + ".post_attention_layernorm.weight",
+          attn.d_model, norm_eps, dtype, device),
+      ffn_(std::move(ffn)) {}
+
+std::vector<Parameter*> TransformerBlock::Parameters() {
+  std::vector<Parameter*> params = {&input_norm_.weight, &attention_.q_proj, &attention_.k_proj,
+                                    &attention_.v_proj, &attention_.o_proj,
+                                    &post_attention_norm_.weight};
+  for (Parameter* p : ffn_->Parameters()) params.push_back(p);
+  return params;
+}
+
+Tensor TransformerBlock::Forward(const Tensor& x, int seq_len, const StepContext& ctx) {
+  Tensor h = h_.Get(x.shape(), x.dtype(), x.device());
+  ops::Add(x, attention_.Forward(input_norm_.Forward(x), seq_len), h);
+  Tensor out = out_.Get(x.shape(), x.dtype(), x.device());
+  ops::Add(h, ffn_->Forward(post_attention_norm_.Forward(h), ctx), out);
+  return out;
+}
+
+Tensor TransformerBlock::Backward(const Tensor& dout, double loss_scale) {
+  Tensor dh = dh_.Get(dout.shape(), dout.dtype(), dout.device());
+  ops::Add(dout, post_attention_norm_.Backward(ffn_->Backward(dout, loss_scale)), dh);
+  Tensor dx = dx_.Get(dout.shape(), dout.dtype(), dout.device());
+  ops::Add(dh, input_norm_.Backward(attention_.Backward(dh)), dx);
+  return dx;
+}
+
+}  // namespace sb

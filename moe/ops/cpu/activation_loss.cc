@@ -1,0 +1,132 @@
+// CPU reference: SwiGLU, row softmax and the fused softmax cross-entropy.
+#include <cmath>
+#include <limits>
+
+#include "moe/ops/dispatch.h"
+#include "moe/ops/ops.h"
+
+namespace sb::ops {
+
+namespace {
+template <typename T>
+T Sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+}  // namespace
+
+void SwigluForward(const Tensor& gate, const Tensor& up, const Tensor& out) {
+  SB_ON_CUDA(out, SwigluForward, gate, up, out);
+  CheckSame(gate, up, "SwigluForward");
+  CheckSame(gate, out, "SwigluForward");
+  const int64_t n = gate.numel();
+  SB_CHECK(up.numel() == n && out.numel() == n) << "SwigluForward sizes";
+  ForFloat(gate.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* g = gate.data<T>();
+    const T* u = up.data<T>();
+    T* o = out.data<T>();
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i) o[i] = g[i] * Sigmoid(g[i]) * u[i];
+  });
+}
+
+void SwigluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
+                    const Tensor& dgate, const Tensor& dup) {
+  SB_ON_CUDA(dgate, SwigluBackward, gate, up, dout, dgate, dup);
+  CheckSame(gate, dout, "SwigluBackward");
+  const int64_t n = gate.numel();
+  ForFloat(gate.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* g = gate.data<T>();
+    const T* u = up.data<T>();
+    const T* d = dout.data<T>();
+    T* dg = dgate.data<T>();
+    T* du = dup.data<T>();
+    // silu'(g) = s (1 + g (1 - s)), s = sigmoid(g)
+#pragma omp parallel for schedule(static) if (n > 16384)
+    for (int64_t i = 0; i < n; ++i) {
+      // dout may alias dup: read everything before writing.
+      const T s = Sigmoid(g[i]), dy = d[i], gi = g[i], ui = u[i];
+      du[i] = dy * gi * s;
+      dg[i] = dy * ui * s * (T(1) + gi * (T(1) - s));
+    }
+  });
+}
+
+void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse) {
+  SB_CPU_ONLY(probs, SoftmaxForward);
+  CheckSame(logits, probs, "SoftmaxForward");
+  CheckSame(logits, lse, "SoftmaxForward");
+  const int64_t rows = logits.dim(0), cols = logits.dim(1);
+  ForFloat(logits.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* x = logits.data<T>();
+    T* p = probs.data<T>();
+    T* l = lse.data<T>();
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
+    for (int64_t t = 0; t < rows; ++t) {
+      const T* xr = x + t * cols;
+      T* pr = p + t * cols;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xr[j]);
+      T sum = 0;
+      for (int64_t j = 0; j < cols; ++j) sum += (pr[j] = std::exp(xr[j] - mx));
+      for (int64_t j = 0; j < cols; ++j) pr[j] /= sum;
+      l[t] = mx + std::log(sum);
+    }
+  });
+}
+
+void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dlogits) {
+  SB_CPU_ONLY(dlogits, SoftmaxBackward);
+  CheckSame(probs, dprobs, "SoftmaxBackward");
+  CheckSame(probs, dlogits, "SoftmaxBackward");
+  const int64_t rows = probs.dim(0), cols = probs.dim(1);
+  ForFloat(probs.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* p = probs.data<T>();
+    const T* dp = dprobs.data<T>();
+    T* dl = dlogits.data<T>();
+#pragma omp parallel for schedule(static) if (rows * cols > 16384)
+    for (int64_t t = 0; t < rows; ++t) {
+      T dot = 0;
+      for (int64_t j = 0; j < cols; ++j) dot += p[t * cols + j] * dp[t * cols + j];
+      for (int64_t j = 0; j < cols; ++j) dl[t * cols + j] += p[t * cols + j] * (dp[t * cols + j] - dot);
+    }
+  });
+}
+
+void CrossEntropy(const Tensor& logits, const Tensor& targets, double grad_scale,
+                  const Tensor& losses, const Tensor& dlogits) {
+  SB_CPU_ONLY(logits, CrossEntropy);
+  CheckSame(logits, losses, "CrossEntropy");
+  const int64_t rows = logits.dim(0), vocab = logits.dim(1);
+  SB_CHECK_EQ(targets.numel(), rows);
+  const int32_t* y = targets.data<int32_t>();
+  ForFloat(logits.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* x = logits.data<T>();
+    T* loss = losses.data<T>();
+    T* dx = dlogits.defined() ? dlogits.data<T>() : nullptr;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < rows; ++t) {
+      const T* xr = x + t * vocab;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, xr[j]);
+      T sum = 0;
+      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(xr[j] - mx);
+      const T lse = mx + std::log(sum);
+      const int32_t target = y[t];
+      SB_CHECK(target < vocab) << "target " << target << " outside vocab " << vocab;
+      loss[t] = target < 0 ? T(0) : lse - xr[target];
+      if (dx != nullptr) {
+        T* dr = dx + t * vocab;  // may alias xr: read xr[j] before writing dr[j]
+        const T s = target < 0 ? T(0) : static_cast<T>(grad_scale);
+        for (int64_t j = 0; j < vocab; ++j) dr[j] = s * std::exp(xr[j] - lse);
+        if (target >= 0) dr[target] -= s;
+      }
+    }
+  });
+}
+
+}  // namespace sb::ops
