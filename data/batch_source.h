@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "moe/core/tensor.h"
 
 namespace sb {
@@ -32,4 +33,11 @@ class BatchSource {
   virtual std::string Describe() const = 0;
 };
 
+}  // namespace sb
+
+namespace sb {
+// Opens the training or validation data at `path` (data/open_source.cc
+// decides the kind: a prepared token-shard directory, or text read at byte level).
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
+                                                             uint64_t seed);
 }  // namespace sb

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian package that the build, the tests and the quickstart
+# need. Idempotent: does nothing (no apt-get update) when all are present.
+# Usage: bash launch/install_deps.sh
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  protobuf-compiler libprotobuf-dev libabsl-dev
+  libopenblas-dev libomp-dev
+  libopenmpi-dev openmpi-bin
+  libgtest-dev libgmock-dev
+  nlohmann-json3-dev
+  python3 iproute2
+  python3.11-doc   # default corpus: the Python docs' reStructuredText sources
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[install] apt-get install ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "[install] Debian packages present"
