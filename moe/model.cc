@@ -93,7 +93,7 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
 
   ForwardResult r;
   Tensor losses = losses_.Get({T}, x.dtype(), x.device());
-  ops::CrossEntropy(logits_, targets_, 0.0, losses, Tensor());
+  ops::CrossEntropyForward(logits_, targets_, losses, lse_.Get({T}, x.dtype(), x.device()));
   const std::vector<double> token_losses = losses.ToDoubles();
   const std::vector<double> target_ids = targets_.ToDoubles();
   double sum = 0.0;
@@ -122,9 +122,9 @@ void Model::Backward(double loss_scale) {
   const int64_t T = targets_.numel();
   const Parameter& head = lm_head_ ? *lm_head_ : embedding_.weight;
   // The gradient overwrites the logits (saves a [T, V] buffer).
-  Tensor losses = losses_.Get({T}, logits_.dtype(), logits_.device());
   const double ce_scale = valid_tokens_ ? loss_scale / valid_tokens_ : 0.0;
-  ops::CrossEntropy(logits_, targets_, ce_scale, losses, logits_);
+  ops::CrossEntropyBackward(logits_, targets_, lse_.Get({T}, logits_.dtype(), logits_.device()),
+                            ce_scale, logits_);
   const Tensor& dlogits = logits_;
   ops::Gemm(dlogits, true, final_hidden_, false, head.grad, 1.0, 1.0);
   Tensor dh = dhidden_.Get(final_hidden_.shape(), final_hidden_.dtype(), final_hidden_.device());

@@ -72,7 +72,7 @@ class Model {
   std::unique_ptr<Parameter> lm_head_;  // null when tied to the embedding
   Tensor targets_, final_hidden_, logits_;
   int64_t valid_tokens_ = 0;
-  ScratchTensor logits_buf_, losses_, dhidden_;
+  ScratchTensor logits_buf_, losses_, lse_, dhidden_;
 };
 
 }  // namespace sb

@@ -81,12 +81,15 @@ void SwigluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
 void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse);
 // dlogits (+=) = probs * (dprobs - sum(probs * dprobs))      [T, E]
 void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dlogits);
-// Token losses[t] = lse(logits[t]) - logits[t, targets[t]] and the gradient
-// dlogits = grad_scale * (softmax(logits) - onehot(targets)). dlogits may
-// alias logits (saves a [T, V] buffer). Targets < 0 are ignored (loss 0, grad 0).
-// logits [T, V], targets [T] i32, losses [T]
-void CrossEntropy(const Tensor& logits, const Tensor& targets, double grad_scale,
-                  const Tensor& losses, const Tensor& dlogits);
+// Cross-entropy split in two passes so that the logits survive the forward
+// (the `forward` command writes them) while backward needs no [T, V] buffer.
+// Forward: lse[t] = logsumexp(logits[t]); losses[t] = lse[t] - logits[t, targets[t]].
+// Targets < 0 are ignored (loss 0, gradient 0).   logits [T, V], targets [T] i32, losses, lse [T]
+void CrossEntropyForward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
+                         const Tensor& lse);
+// dlogits = grad_scale * (softmax(logits) - onehot(targets)); dlogits may alias logits.
+void CrossEntropyBackward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                          double grad_scale, const Tensor& dlogits);
 
 // -------------------------------------------------------------------- routing
 // Multiplies by U(1 - eps, 1 + eps) drawn from counter stream `key` at index

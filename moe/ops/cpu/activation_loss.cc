@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 
+#include "moe/ops/cpu/fast_math.h"
 #include "moe/ops/dispatch.h"
 #include "moe/ops/ops.h"
 
@@ -70,7 +71,7 @@ void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse
       T mx = -std::numeric_limits<T>::infinity();
       for (int64_t j = 0; j < cols; ++j) mx = std::max(mx, xr[j]);
       T sum = 0;
-      for (int64_t j = 0; j < cols; ++j) sum += (pr[j] = std::exp(xr[j] - mx));
+      for (int64_t j = 0; j < cols; ++j) sum += (pr[j] = FastExp(xr[j] - mx));
       for (int64_t j = 0; j < cols; ++j) pr[j] /= sum;
       l[t] = mx + std::log(sum);
     }
@@ -96,10 +97,11 @@ void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dl
   });
 }
 
-void CrossEntropy(const Tensor& logits, const Tensor& targets, double grad_scale,
-                  const Tensor& losses, const Tensor& dlogits) {
-  SB_CPU_ONLY(logits, CrossEntropy);
-  CheckSame(logits, losses, "CrossEntropy");
+void CrossEntropyForward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
+                         const Tensor& lse) {
+  SB_CPU_ONLY(logits, CrossEntropyForward);
+  CheckSame(logits, losses, "CrossEntropyForward");
+  CheckSame(logits, lse, "CrossEntropyForward");
   const int64_t rows = logits.dim(0), vocab = logits.dim(1);
   SB_CHECK_EQ(targets.numel(), rows);
   const int32_t* y = targets.data<int32_t>();
@@ -107,24 +109,44 @@ void CrossEntropy(const Tensor& logits, const Tensor& targets, double grad_scale
     using T = decltype(tag_);
     const T* x = logits.data<T>();
     T* loss = losses.data<T>();
-    T* dx = dlogits.defined() ? dlogits.data<T>() : nullptr;
-#pragma omp parallel for schedule(static)
+    T* l = lse.data<T>();
+#pragma omp parallel for schedule(static) if (rows * vocab > 32768)
     for (int64_t t = 0; t < rows; ++t) {
       const T* xr = x + t * vocab;
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < vocab; ++j) mx = std::max(mx, xr[j]);
+      T mx = xr[0];
+      for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, xr[j]);
       T sum = 0;
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(xr[j] - mx);
-      const T lse = mx + std::log(sum);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < vocab; ++j) sum += FastExp(xr[j] - mx);
+      l[t] = mx + std::log(sum);
       const int32_t target = y[t];
       SB_CHECK(target < vocab) << "target " << target << " outside vocab " << vocab;
-      loss[t] = target < 0 ? T(0) : lse - xr[target];
-      if (dx != nullptr) {
-        T* dr = dx + t * vocab;  // may alias xr: read xr[j] before writing dr[j]
-        const T s = target < 0 ? T(0) : static_cast<T>(grad_scale);
-        for (int64_t j = 0; j < vocab; ++j) dr[j] = s * std::exp(xr[j] - lse);
-        if (target >= 0) dr[target] -= s;
-      }
+      loss[t] = target < 0 ? T(0) : l[t] - xr[target];
+    }
+  });
+}
+
+void CrossEntropyBackward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                          double grad_scale, const Tensor& dlogits) {
+  SB_CPU_ONLY(logits, CrossEntropyBackward);
+  CheckSame(logits, dlogits, "CrossEntropyBackward");
+  const int64_t rows = logits.dim(0), vocab = logits.dim(1);
+  const int32_t* y = targets.data<int32_t>();
+  ForFloat(logits.dtype(), [&](auto tag_) {
+    using T = decltype(tag_);
+    const T* x = logits.data<T>();
+    const T* l = lse.data<T>();
+    T* dx = dlogits.data<T>();
+#pragma omp parallel for schedule(static) if (rows * vocab > 32768)
+    for (int64_t t = 0; t < rows; ++t) {
+      const T* xr = x + t * vocab;
+      T* dr = dx + t * vocab;  // may alias xr: element j is read before it is written
+      const int32_t target = y[t];
+      const T s = target < 0 ? T(0) : static_cast<T>(grad_scale);
+      const T lt = l[t];
+#pragma omp simd
+      for (int64_t j = 0; j < vocab; ++j) dr[j] = s * FastExp(xr[j] - lt);
+      if (target >= 0) dr[target] -= s;
     }
   });
 }

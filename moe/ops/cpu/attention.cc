@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "moe/ops/cpu/fast_math.h"
 #include "moe/ops/dispatch.h"
 #include "moe/ops/ops.h"
 
@@ -42,7 +43,7 @@ void Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int seq_len, bo
     const T* pc = cos.data<T>();
     const T* ps = sin.data<T>();
     const T sign = inverse ? T(-1) : T(1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width > 32768)
     for (int64_t t = 0; t < rows; ++t) {
       const int64_t pos = t % seq_len;
       const T* c = pc + pos * half;
@@ -64,6 +65,7 @@ namespace {
 template <typename T>
 T Dot(const T* a, const T* b, int64_t n) {
   T acc = 0;
+#pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
@@ -90,7 +92,7 @@ void CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, i
     T* pp = probs.data<T>();
     T* po = out.data<T>();
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * H * S * S * hd > 65536)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < H; ++h) {
         const int64_t kvh = h / group;
@@ -103,7 +105,7 @@ void CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, i
             mx = std::max(mx, p[j]);
           }
           T sum = 0;
-          for (int64_t j = 0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+          for (int64_t j = 0; j <= i; ++j) sum += (p[j] = FastExp(p[j] - mx));
           const T inv = T(1) / sum;
           for (int64_t j = 0; j <= i; ++j) p[j] *= inv;
           for (int64_t j = i + 1; j < S; ++j) p[j] = 0;
@@ -143,7 +145,7 @@ void CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
     // One task per (batch, kv head): the query heads of a group add into the
     // same dk/dv rows, so they stay on one thread.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * H * S * S * hd > 65536)
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
         std::vector<T> ds(static_cast<size_t>(S));

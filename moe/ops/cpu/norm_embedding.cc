@@ -56,7 +56,7 @@ void RmsNormForward(const Tensor& x, const Tensor& w, double eps, const Tensor& 
     const T* pw = w.data<T>();
     T* py = y.data<T>();
     T* pr = rstd.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > 32768)
     for (int64_t t = 0; t < rows; ++t) {
       const T* xr = px + t * d;
       double ss = 0.0;
@@ -85,7 +85,7 @@ void RmsNormBackward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
     const T* pr = rstd.data<T>();
     const T* pdy = dy.data<T>();
     T* pdx = dx.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > 32768)
     for (int64_t t = 0; t < rows; ++t) {
       const T* xr = px + t * d;
       const T* dyr = pdy + t * d;
@@ -98,7 +98,7 @@ void RmsNormBackward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
     }
     // Column reduction for dw: each thread owns a slice of columns.
     T* pdw = dw.data<T>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * d > 32768)
     for (int64_t j = 0; j < d; ++j) {
       double acc = 0.0;
       for (int64_t t = 0; t < rows; ++t) acc += static_cast<double>(pdy[t * d + j]) * px[t * d + j] * pr[t];
