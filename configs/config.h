@@ -33,8 +33,9 @@ absl::Status ApplyOverride(const std::string& assignment, TrainConfig* config);
 // Checks every field and cross-field rule (sizes positive, top_k <= experts,
 // heads % kv_heads == 0, experts % expert_parallel_size == 0, world_size %
 // expert_parallel_size == 0, ...). world_size = ranks of the job.
-// Returns InvalidArgument listing every violation, one per line in schema
-// order, each naming its field(s) ("moe.top_k = 9 exceeds moe.num_experts = 8").
+// Returns InvalidArgument listing every violation, one per line (non-finite
+// numbers first, then schema order), each naming its field(s) and value(s):
+// "moe.top_k = 9 exceeds moe.num_experts = 8".
 absl::Status ValidateConfig(const TrainConfig& config, int world_size);
 
 // Text format of the config with every default made explicit (for run dirs).

@@ -1,6 +1,7 @@
 // ValidateConfig: every field rule and cross-field rule of a TrainConfig, in
-// one place, in schema order. All violations are collected (so one run shows
-// every mistake), one line each, each naming its field(s) and value(s), e.g.
+// one place. All violations are collected (so one run shows every mistake),
+// one line each: non-finite numbers first, then the rules in schema order,
+// each naming its field(s) and value(s), e.g.
 // "moe.top_k = 9 exceeds moe.num_experts = 8". A rule whose inputs already
 // broke their own rule is skipped, so one mistake gives one line.
 #include <cmath>
