@@ -1,0 +1,584 @@
+#!/usr/bin/env python3
+"""Writes the golden files of the Hugging Face parity tests (issue 3).
+
+For each case: <case>.textproto (our TrainConfig), <case>_weights.safetensors
+(initial weights, HF names, float64) and <case>_golden.safetensors (tokens,
+logits, losses, router statistics, every gradient, and the losses of a few
+AdamW steps), all float64. README.md beside this file lists every tensor.
+
+    bash tests/reference/setup_env.sh                       # once
+    /opt/sb-reference-venv/bin/python tests/reference/make_golden.py          # rewrite tests/golden/
+    /opt/sb-reference-venv/bin/python tests/reference/make_golden.py --check  # regenerate and compare
+
+Cases (a) and (b) are computed by transformers (LlamaForCausalLM,
+MixtralForCausalLM) and reference_model.py must match them to 1e-10 in
+float64 before anything is written; (c) and (d) have no HF decoder and are
+computed by reference_model.py, which (a) and (b) just checked and whose
+capacity routing is checked against transformers' Switch and NLLB-MoE routers.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List
+
+import safetensors
+import torch
+import torch.nn.functional as F
+import transformers
+from safetensors.torch import load_file, save_file
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_models as hf  # noqa: E402
+import reference_model as ref  # noqa: E402
+
+FORMAT_VERSION = "1"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SELF_CHECK_TOL = 1e-10    # transformers (exact float64) vs reference_model.py, absolute
+COUNT_F32_TOL = 1e-6      # HF Switch's load-balancing loss takes its counts in float32
+UNPATCHED_TOL = 1e-5      # transformers as shipped (float32 roundings) vs exact float64
+MIN_TOPK_MARGIN = 1e-4    # smallest p_k - p_(k+1) met: routing must not flip in float32
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-2
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+
+@dataclass
+class Case:
+    name: str
+    description: str
+    reference: str  # "transformers" or "reference_model.py"
+    cfg: ref.RefConfig
+    moe_layer_interval: int
+    batch: int
+    seq_len: int
+    seed: int
+    steps: int = 6
+    init_std: float = 0.15
+    max_seq_len: int = 64
+    optim: Optim = field(default_factory=Optim)
+    expect_drops: bool = False
+
+
+def _cfg(**kw) -> ref.RefConfig:
+    base = dict(vocab_size=64, d_model=32, num_heads=4, num_kv_heads=2, ffn_dim=64,
+                expert_ffn_dim=32, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False,
+                num_experts=4)
+    base.update(kw)
+    base.setdefault("num_layers", len(base["moe_layers"]))
+    return ref.RefConfig(**base)
+
+
+CASES = [
+    Case("llama_dense_gqa",
+         "(a) Dense Llama: 2 blocks, every FFN dense, GQA 4 query / 2 kv heads, untied LM head. "
+         "Golden computed by transformers.LlamaForCausalLM in float64.",
+         "transformers",
+         _cfg(moe_layers=[False, False]), moe_layer_interval=0, batch=3, seq_len=8, seed=11, optim=Optim(grad_clip=4.0)),
+    Case("mixtral_top2_dropless",
+         "(b) All-MoE Mixtral: 2 blocks, 4 experts, top-2 renormalised gates, dropless, GQA 4/2, "
+         "untied head, aux + z router losses. Golden computed by transformers.MixtralForCausalLM "
+         "in float64 (router logits from HF; aux = HF load_balancing_loss_func on one layer / k; "
+         "z-loss from HF's router logits). B*S = 32, a power of two, keeps HF's float32 "
+         "choice counts exact.",
+         "transformers",
+         _cfg(moe_layers=[True, True], top_k=2, normalize_top_k=True, capacity_factor=0.0,
+              min_capacity=4, aux_loss_coef=0.02, z_loss_coef=0.005, rope_theta=1e6),
+         moe_layer_interval=1, batch=2, seq_len=16, seed=22, optim=Optim(grad_clip=3.7)),
+    Case("switch_top1_capacity",
+         "(c) Switch: 2 MoE blocks, 4 experts, top-1 raw gates, capacity factor 1.0 with "
+         "T = 30 tokens -> C = max(2, ceil(7.5)) = 8, so tokens really drop; z-loss on; "
+         "MQA (4 query / 1 kv head). Golden computed by tests/reference/reference_model.py.",
+         "reference_model.py",
+         _cfg(moe_layers=[True, True], num_kv_heads=1, top_k=1, normalize_top_k=False,
+              capacity_factor=1.0, min_capacity=2, aux_loss_coef=0.1, z_loss_coef=0.01,
+              norm_eps=1e-6),
+         moe_layer_interval=1, batch=3, seq_len=10, seed=36, expect_drops=True,
+         optim=Optim(grad_clip=2.75)),
+    Case("interleaved_tied_top2",
+         "(d) Interleaved: 4 blocks, moe_layer_interval 2 -> blocks 1 and 3 MoE, 0 and 2 dense; "
+         "tied embeddings; 4 experts, top-2 raw gates, capacity factor 1.25 with T = 36 -> "
+         "C = max(4, ceil(22.5)) = 23. Golden computed by tests/reference/reference_model.py.",
+         "reference_model.py",
+         _cfg(moe_layers=[False, True, False, True], tie_embeddings=True, top_k=2,
+              normalize_top_k=False, capacity_factor=1.25, min_capacity=4, aux_loss_coef=0.05,
+              z_loss_coef=0.002, rope_theta=500000.0),
+         moe_layer_interval=2, batch=3, seq_len=12, seed=59, expect_drops=True,
+         optim=Optim(grad_clip=3.0)),
+]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def textproto(case: Case) -> str:
+    c, o = case.cfg, case.optim
+    cf = c.capacity_factor
+    head = "\n".join("# " + line for line in textwrap.wrap(case.description, 76))
+    return f"""# Golden case {case.name}: tests/golden/{case.name}_golden.safetensors.
+{head}
+# Written by tests/reference/make_golden.py (format_version {FORMAT_VERSION}); do not edit.
+# The weights are {case.name}_weights.safetensors (float64, HF names); init_std
+# only records the std they were drawn with. The evaluation capacity factor
+# equals the training one so that `switchboard forward` reproduces the golden.
+model {{
+  vocab_size: {c.vocab_size}
+  d_model: {c.d_model}
+  num_layers: {c.num_layers}
+  num_heads: {c.num_heads}
+  num_kv_heads: {c.num_kv_heads}
+  ffn_dim: {c.ffn_dim}
+  expert_ffn_dim: {c.expert_ffn_dim}
+  rope_theta: {c.rope_theta!r}
+  norm_eps: {c.norm_eps!r}
+  max_seq_len: {case.max_seq_len}
+  tie_embeddings: {str(c.tie_embeddings).lower()}
+  init_std: {case.init_std!r}
+}}
+moe {{
+  num_experts: {c.num_experts}
+  top_k: {c.top_k}
+  capacity_factor_train: {cf!r}
+  capacity_factor_eval: {cf!r}
+  min_capacity: {c.min_capacity}
+  normalize_top_k: {str(c.normalize_top_k).lower()}
+  router_jitter_eps: 0.0
+  aux_loss_coef: {c.aux_loss_coef!r}
+  z_loss_coef: {c.z_loss_coef!r}
+  moe_layer_interval: {case.moe_layer_interval}
+}}
+parallel {{
+  expert_parallel_size: 1
+}}
+optimizer {{
+  name: ADAMW
+  lr: {o.lr!r}
+  weight_decay: {o.weight_decay!r}
+  grad_clip: {o.grad_clip!r}
+  beta1: {o.beta1!r}
+  beta2: {o.beta2!r}
+  eps: {o.eps!r}
+  decay_embeddings: false
+  decay_norms: false
+}}
+schedule {{
+  kind: CONSTANT
+  warmup_steps: 0
+}}
+train {{
+  steps: {case.steps}
+  micro_batch_size: {case.batch}
+  seq_len: {case.seq_len}
+  grad_accum_steps: 1
+  seed: {case.seed}
+  log_every: 1
+}}
+data {{
+  train_path: ""
+  val_path: ""
+}}
+"""
+
+
+def check_textproto(path: str) -> str:
+    """Parses the file against configs/switchboard.proto with protoc, if present."""
+    if shutil.which("protoc") is None:
+        return "protoc not found: textproto not parsed"
+    with open(path, "rb") as f:
+        r = subprocess.run(["protoc", "-I", os.path.join(REPO, "configs"),
+                            "--encode=switchboard.TrainConfig", "switchboard.proto"],
+                           stdin=f, capture_output=True)
+    assert r.returncode == 0, f"{path} does not parse as TrainConfig: {r.stderr.decode()}"
+    return "parsed by protoc as switchboard.TrainConfig"
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def moe_indices(cfg: ref.RefConfig) -> List[int]:
+    return [i for i, m in enumerate(cfg.moe_layers) if m]
+
+
+def reference_engine(case: Case, params: Dict[str, torch.Tensor]):
+    """-> (named leaf parameters, loss_fn) for reference_model.py."""
+    leaves = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+
+    def loss_fn(inputs, targets):
+        out = ref.forward(leaves, inputs, targets, case.cfg)
+        rs = [out["routers"][i] for i in moe_indices(case.cfg)]
+        out.update(router_logits=[r["router_logits"] for r in rs],
+                   aux_layers=[r["aux"] for r in rs], z_layers=[r["z"] for r in rs])
+        return out
+    return leaves, loss_fn
+
+
+def transformers_engine(case: Case, params: Dict[str, torch.Tensor]):
+    """-> (named parameters, loss_fn, model) for transformers in exact float64."""
+    model = hf.build_hf_model(case.cfg, params, case.max_seq_len)
+
+    def loss_fn(inputs, targets):
+        with hf.exact_float64():
+            return hf.hf_total_loss(model, case.cfg, inputs, targets)
+    return dict(model.named_parameters()), loss_fn, model
+
+
+def grads_of(named: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    return {n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+            for n, p in named.items()}
+
+
+def topk_margin(router_logits: List[torch.Tensor], k: int) -> float:
+    """Smallest gap p_k - p_(k+1) over tokens and layers (inf without MoE)."""
+    m = float("inf")
+    for rl in router_logits:
+        p = torch.softmax(rl.detach(), dim=-1).sort(dim=-1, descending=True).values
+        m = min(m, float((p[:, k - 1] - p[:, k]).min()))
+    return m
+
+
+def train_steps(case: Case, named: Dict[str, torch.Tensor], loss_fn: Callable,
+                step_tokens: torch.Tensor):
+    """K steps of torch.optim.AdamW (constant lr, no decay on RMSNorm scales and
+    the embedding, clip_grad_norm_ on the total loss) on step_tokens[i].
+    -> total loss, CE, pre-clip grad norm per step (before that step's update),
+    smallest top-k margin met."""
+    o = case.optim
+    no_decay = lambda n: ref.is_norm(n) or n == "model.embed_tokens.weight"  # noqa: E731
+    groups = [{"params": [p for n, p in named.items() if not no_decay(n)],
+               "weight_decay": o.weight_decay},
+              {"params": [p for n, p in named.items() if no_decay(n)], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    losses, ces, norms, margin = [], [], [], float("inf")
+    for batch in step_tokens:
+        opt.zero_grad(set_to_none=False)
+        out = loss_fn(batch[:, :-1], batch[:, 1:])
+        out["total"].backward()
+        for p in named.values():  # an unused parameter still gets decayed
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        norm = torch.nn.utils.clip_grad_norm_(list(named.values()), o.grad_clip)
+        opt.step()
+        losses.append(float(out["total"]))
+        ces.append(float(out["ce"]))
+        norms.append(float(norm))
+        margin = min(margin, topk_margin(out["router_logits"], case.cfg.top_k))
+    f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    return f64(losses), f64(ces), f64(norms), margin
+
+
+def max_abs(a, b) -> float:
+    return float((a.detach() - b.detach()).abs().max())
+
+
+def self_check(case: Case, hf_out, hf_grads, ref_out, ref_grads) -> Dict[str, float]:
+    """transformers vs reference_model.py on the same weights and tokens."""
+    err = {
+        "logits": max_abs(hf_out["logits"], ref_out["logits"]),
+        "ce": max_abs(hf_out["ce"], ref_out["ce"]),
+        "total_loss": max_abs(hf_out["total"], ref_out["total"]),
+        "grads": max(max_abs(hf_grads[n], ref_grads[n]) for n in ref_grads),
+    }
+    assert set(hf_grads) == set(ref_grads), set(hf_grads) ^ set(ref_grads)
+    if hf_out["router_logits"]:
+        err["router_logits"] = max(max_abs(a, b) for a, b in
+                                   zip(hf_out["router_logits"], ref_out["router_logits"]))
+        # HF's load_balancing_loss_func on one layer, / k, against our own
+        # E * sum_e f_e P_e (f over the T*k choices, P the mean prob).
+        err["hf_load_balancing_over_k_vs_ours"] = max(
+            max_abs(a, b) for a, b in zip(hf_out["aux_layers"], ref_out["aux_layers"]))
+        err["z"] = max(max_abs(a, b) for a, b in zip(hf_out["z_layers"], ref_out["z_layers"]))
+    for what, e in err.items():
+        assert e <= SELF_CHECK_TOL, f"{case.name}: {what} differs from transformers by {e:.3g}"
+    return err
+
+
+def routing_check(case: Case, params, ref_out) -> Dict[str, float]:
+    """Capacity routing of reference_model.py (cases c, d) against transformers'
+    own capacity routers (Switch top-1, NLLB-MoE top-2) on the same router
+    inputs and capacity: which choices are kept must agree exactly."""
+    err: Dict[str, float] = {}
+    k, e_count = case.cfg.top_k, case.cfg.num_experts
+    for i in moe_indices(case.cfg):
+        r = ref_out["routers"][i]
+        w = params[f"model.layers.{i}.block_sparse_moe.gate.weight"]
+        h = hf.hf_capacity_router(r["x"], w, k, r["capacity"])
+        ids, kept = r["ids"], r["slots"] >= 0
+        if k == 1:
+            ours = F.one_hot(ids[:, 0], e_count) * kept[:, :1]
+            assert torch.equal(h["kept_onehot"].long(), ours.long()), f"{case.name} layer {i}"
+            found = {"hf_switch_router_logits": max_abs(h["router_logits"], r["router_logits"]),
+                     "hf_switch_gates": max_abs(h["gates"], r["gates"][:, 0]),
+                     "hf_switch_z_loss": max_abs(h["z"], r["z"])}
+            aux_err = max_abs(h["aux"], r["aux"])
+            assert aux_err <= COUNT_F32_TOL, f"{case.name} layer {i}: Switch aux {aux_err:.3g}"
+            err["hf_switch_load_balancing_f32_counts"] = max(
+                aux_err, err.get("hf_switch_load_balancing_f32_counts", 0.0))
+        else:
+            chosen = r["probs"].detach().gather(1, ids)
+            renorm = chosen / chosen.sum(-1, keepdim=True)
+            ours = torch.zeros(ids.shape[0], e_count, dtype=renorm.dtype).scatter_add(
+                1, ids, renorm * kept)
+            theirs = h["renormalised_kept_gates"]
+            assert torch.equal(theirs != 0, ours != 0), f"{case.name} layer {i}: kept choices"
+            found = {"hf_nllb_top2_kept_renormalised_gates": max_abs(theirs, ours)}
+        for what, e in found.items():
+            assert e <= SELF_CHECK_TOL, f"{case.name} layer {i}: {what} differs by {e:.3g}"
+            err[what] = max(e, err.get(what, 0.0))
+    return err
+
+
+def unpatched_check(case: Case, model, tokens: torch.Tensor, golden_logits, golden_ce):
+    """transformers as shipped (its float32 roundings, its own label shift and
+    CE) against the exact goldens: only float32-sized differences allowed."""
+    kw = dict(output_router_logits=False) if case.cfg.moe_layers[0] else {}
+    with torch.no_grad(), hf.default_dtype(torch.float64):
+        out = model(input_ids=tokens, labels=tokens, use_cache=False, return_dict=True, **kw)
+    s = case.seq_len
+    logits = out.logits[:, :s].reshape(-1, case.cfg.vocab_size).double()
+    err = {"unpatched_logits": max_abs(logits, golden_logits),
+           "unpatched_ce_with_hf_label_shift": abs(float(out.loss) - float(golden_ce))}
+    for what, e in err.items():
+        assert e <= UNPATCHED_TOL, f"{case.name}: {what} = {e:.3g}"
+    return err
+
+
+def float32_replay(case: Case, params, step_tokens, golden, grads) -> Dict[str, float]:
+    """reference_model.py in float32 from the float64 weights rounded to float32
+    (what a float32 C++ run of the same files does), against the goldens: the
+    errors a float32 implementation should expect, for deriving tolerances."""
+    named, loss_fn = reference_engine(case, {n: t.float() for n, t in params.items()})
+    tokens = step_tokens[0]
+    out = loss_fn(tokens[:, :-1], tokens[:, 1:])
+    out["total"].backward()
+    g32 = grads_of(named)
+    for i in moe_indices(case.cfg):
+        assert torch.equal(out["routers"][i]["slots"], golden[f"slots.layer_{i}"].long()) and \
+            torch.equal(out["routers"][i]["ids"], golden[f"topk_ids.layer_{i}"].long()), \
+            f"{case.name} layer {i}: float32 routes differently"
+    for p in named.values():
+        p.grad = None
+    steps = train_steps(case, named, loss_fn, step_tokens)
+    return {
+        "logits_max_abs_err": max_abs(out["logits"].double(), golden["logits"]),
+        "logits_max_abs": float(golden["logits"].abs().max()),
+        "total_loss_abs_err": abs(float(out["total"]) - float(golden["total_loss"])),
+        "grads_max_abs_err": max(max_abs(g32[n].double(), grads[n]) for n in grads),
+        "grads_max_abs": max(float(g.abs().max()) for g in grads.values()),
+        "step_losses_max_abs_err": max_abs(steps[0], golden["step_losses"]),
+    }
+
+
+def scalar(v) -> torch.Tensor:
+    return torch.tensor([float(v)], dtype=torch.float64)
+
+
+def run_case(case: Case):
+    """-> (weights dict, golden dict, metadata dict)."""
+    cfg = case.cfg
+    params = ref.init_parameters(cfg, case.seed, case.init_std)
+    gen = torch.Generator().manual_seed(case.seed + 1)
+    step_tokens = torch.randint(0, cfg.vocab_size, (case.steps, case.batch, case.seq_len + 1),
+                                generator=gen)
+    tokens = step_tokens[0]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+
+    ref_named, ref_loss = reference_engine(case, params)
+    ref_out = ref_loss(inputs, targets)
+    ref_out["total"].backward()
+    ref_grads = grads_of(ref_named)
+
+    checks: Dict[str, float] = {}
+    if case.reference == "transformers":
+        named, loss_fn, model = transformers_engine(case, params)
+        out = loss_fn(inputs, targets)
+        out["total"].backward()
+        grads = grads_of(named)
+        checks.update(self_check(case, out, grads, ref_out, ref_grads))
+        checks.update(unpatched_check(case, model, tokens, out["logits"], out["ce"]))
+        model.zero_grad(set_to_none=True)
+        steps = train_steps(case, named, loss_fn, step_tokens)
+        ref_steps = train_steps(case, ref_named, ref_loss, step_tokens)
+        checks["step_losses"] = max_abs(steps[0], ref_steps[0])
+        assert checks["step_losses"] <= SELF_CHECK_TOL, checks
+    else:
+        out, grads = ref_out, ref_grads
+        checks.update(routing_check(case, params, ref_out))
+        for p in ref_named.values():
+            p.grad = None
+        steps = train_steps(case, ref_named, ref_loss, step_tokens)
+    step_losses, step_ce, step_norms, step_margin = steps
+
+    golden = {
+        "tokens": tokens.to(torch.int32),
+        "step_tokens": step_tokens.to(torch.int32),
+        "logits": out["logits"].detach(),
+        "loss": scalar(out["ce"]),
+        "aux_loss": scalar(out["aux"]),
+        "z_loss": scalar(out["z"]),
+        "total_loss": scalar(out["total"]),
+        "step_losses": step_losses,
+        "step_ce_losses": step_ce,
+        "step_grad_norms": step_norms,
+    }
+    capacity = -1
+    dropped = {}
+    for j, i in enumerate(moe_indices(cfg)):
+        rec = ref_out["routers"][i]  # routing details: reference_model.py (same router logits)
+        capacity = -1 if rec["capacity"] is None else rec["capacity"]
+        dropped[f"layer_{i}"] = rec["dropped"]
+        golden.update({
+            f"router_logits.layer_{i}": out["router_logits"][j].detach(),
+            f"aux.layer_{i}": scalar(out["aux_layers"][j]),
+            f"z.layer_{i}": scalar(out["z_layers"][j]),
+            f"entropy.layer_{i}": scalar(rec["entropy"]),
+            f"topk_ids.layer_{i}": rec["ids"].to(torch.int32),
+            f"gates.layer_{i}": rec["gates"].detach(),
+            f"slots.layer_{i}": rec["slots"].to(torch.int32),
+            f"routed.layer_{i}": rec["routed"].to(torch.int32),
+            f"kept.layer_{i}": rec["kept"].to(torch.int32),
+        })
+        if "hf_lbl" in out:
+            golden[f"hf_load_balancing_loss.layer_{i}"] = scalar(out["hf_lbl"][j])
+    if any(cfg.moe_layers):
+        golden["capacity"] = torch.tensor([capacity], dtype=torch.int32)
+    for n, g in grads.items():
+        golden["grad." + n] = g
+
+    replay = float32_replay(case, params, step_tokens, golden, grads)
+    margin = min(topk_margin(out["router_logits"], cfg.top_k), step_margin)
+    assert margin >= MIN_TOPK_MARGIN, f"{case.name}: top-k margin {margin:.3g}: change the seed"
+    if case.expect_drops:
+        assert sum(dropped.values()) > 0, f"{case.name}: no token dropped: change the seed"
+    grad_clipped = int((step_norms > case.optim.grad_clip).sum())
+    assert 0 < grad_clipped < case.steps, \
+        f"{case.name}: {grad_clipped} of {case.steps} steps clipped: set grad_clip between norms"
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "case": case.name,
+        "description": case.description,
+        "reference": case.reference,
+        "config": f"{case.name}.textproto",
+        "weights": f"{case.name}_weights.safetensors",
+        "dtype": "float64",
+        "layout": "tokens [B, S+1]: inputs = tokens[:, :-1], targets = tokens[:, 1:]; "
+                  "row t of logits / router_logits / topk_ids is token b*S + s",
+        "capacity": str(capacity),
+        "dropped_choices": json.dumps(dropped),
+        "min_topk_margin": f"{margin:.3e}",
+        "steps_clipped": f"{grad_clipped} of {case.steps}",
+        "crosscheck_max_abs_err": json.dumps({k: float(f"{v:.3e}") for k, v in checks.items()}),
+        "float32_replay": json.dumps({k: float(f"{v:.3e}") for k, v in replay.items()}),
+        **versions(),
+    }
+    return params, golden, meta
+
+
+def versions() -> Dict[str, str]:
+    v = {"torch_version": torch.__version__, "transformers_version": transformers.__version__,
+         "safetensors_version": safetensors.__version__,
+         "python_version": sys.version.split()[0],
+         "generator": "tests/reference/make_golden.py"}
+    try:
+        v["torch_debian_package"] = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "python3-torch"], capture_output=True,
+            text=True).stdout.strip()
+    except OSError:
+        pass
+    return v
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def write_all(out_dir: str) -> Dict[str, Dict[str, float]]:
+    os.makedirs(out_dir, exist_ok=True)
+    report = {}
+    for case in CASES:
+        params, golden, meta = run_case(case)
+        proto = os.path.join(out_dir, f"{case.name}.textproto")
+        with open(proto, "w") as f:
+            f.write(textproto(case))
+        parsed = check_textproto(proto)
+        wmeta = {k: meta[k] for k in ("format_version", "case", "config", "dtype")}
+        wmeta["names"] = "Hugging Face (Llama / Mixtral); no lm_head.weight when tied"
+        save_file({n: t.contiguous() for n, t in params.items()},
+                  os.path.join(out_dir, f"{case.name}_weights.safetensors"), metadata=wmeta)
+        save_file({n: t.contiguous() for n, t in golden.items()},
+                  os.path.join(out_dir, f"{case.name}_golden.safetensors"), metadata=meta)
+        report[case.name] = meta
+        print(f"[{case.name}] {parsed}; loss {float(golden['loss']):.6f} total "
+              f"{float(golden['total_loss']):.6f}; steps {golden['step_losses'].tolist()}; "
+              f"grad norms {[round(x, 4) for x in golden['step_grad_norms'].tolist()]}; "
+              f"dropped {meta['dropped_choices']}; margin {meta['min_topk_margin']}; "
+              f"cross-checks {meta['crosscheck_max_abs_err']}; float32 {meta['float32_replay']}")
+    return report
+
+
+def compare_dirs(fresh: str, committed: str) -> None:
+    """Regenerated files must equal the committed ones: integers exactly, floats
+    bit for bit on the machine that wrote them and within 1e-12 (relative to
+    the tensor's scale) where another CPU's BLAS or libm rounds differently."""
+    problems, inexact = [], 0
+    for name in sorted(os.listdir(fresh)):
+        a, b = os.path.join(fresh, name), os.path.join(committed, name)
+        if not os.path.exists(b):
+            problems.append(f"{name}: missing in {committed}")
+        elif name.endswith(".textproto"):
+            if open(a).read() != open(b).read():
+                problems.append(f"{name}: text differs")
+        else:
+            ta, tb = load_file(a), load_file(b)
+            if ta.keys() != tb.keys():
+                problems.append(f"{name}: tensor names differ: {set(ta) ^ set(tb)}")
+                continue
+            for k in ta:
+                x, y = ta[k], tb[k]
+                if x.dtype != y.dtype or x.shape != y.shape:
+                    problems.append(f"{name}:{k}: {x.dtype}{list(x.shape)} vs "
+                                    f"{y.dtype}{list(y.shape)}")
+                elif not torch.equal(x, y):
+                    d = float((x.double() - y.double()).abs().max())
+                    scale = max(1.0, float(y.double().abs().max()))
+                    if x.is_floating_point() and d <= 1e-12 * scale:
+                        inexact += 1
+                    else:
+                        problems.append(f"{name}:{k}: max abs diff {d:.3g}")
+    if problems:
+        sys.exit("golden files differ from a fresh run:\n  " + "\n  ".join(problems))
+    how = "identically" if inexact == 0 else f"({inexact} tensors within 1e-12, not bitwise)"
+    print(f"[check] {len(os.listdir(fresh))} files regenerated {how}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.path.join(REPO, "tests", "golden"),
+                    help="directory for the golden files (default: tests/golden)")
+    ap.add_argument("--check", action="store_true",
+                    help="regenerate into a temporary directory and compare with --out")
+    args = ap.parse_args()
+    torch.set_num_threads(1)  # fixed summation order: regeneration is bit for bit
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_all(tmp)
+            compare_dirs(tmp, args.out)
+    else:
+        write_all(args.out)
+
+
+if __name__ == "__main__":
+    main()
