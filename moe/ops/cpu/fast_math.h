@@ -2,24 +2,23 @@
 // attention). std::exp is a scalar libm call that GCC cannot vectorise
 // without -ffast-math; this is Cephes' expf (Moshier): Cody-Waite range
 // reduction, degree-5 minimax polynomial, 2^n by exponent bits. Max relative
-// error ~2 ulp on [-87, 88]; results for x < -87.3 are ~1e-38 rather than
+// error ~2 ulp on [-87, 88]; inputs above 88 saturate at exp(88); results for x < -87.3 are ~1e-38 rather than
 // denormal or 0, which softmax sums cannot tell apart. Doubles (gradient
 // checks) keep std::exp.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 namespace sb::ops {
 
 inline float FastExp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  // n = round(x / ln 2) via truncation (SSE2-friendly floor(y + 0.5)).
-  const float y = x * 1.44269504088896341f + 0.5f;
-  float n = static_cast<float>(static_cast<int32_t>(y));
-  n -= (y < n) ? 1.0f : 0.0f;
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  // Written so that GCC vectorises it (with -fno-trapping-math): min/max
+  // clamps, round-to-nearest by the 1.5 * 2^23 trick, no branches, no calls.
+  x = std::min(std::max(x, -87.3f), 88.0f);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // Cody-Waite: ln 2 in two parts
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -27,10 +26,8 @@ inline float FastExp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float e = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return e * scale;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
+  return e * __builtin_bit_cast(float, bits);
 }
 
 inline double FastExp(double x) { return std::exp(x); }
