@@ -16,9 +16,14 @@ absl::Status ErrnoError(absl::string_view path, absl::string_view action) {
   const int err = errno;
   const std::string message = absl::StrCat(path, ": cannot ", action, ": ", std::strerror(err));
   switch (err) {
-    case ENOENT: case ENOTDIR: return absl::NotFoundError(message);
-    case EACCES: case EPERM: case EROFS: return absl::PermissionDeniedError(message);
-    case ENOSPC: case EDQUOT: case ENOMEM: return absl::ResourceExhaustedError(message);
+    case ENOENT:
+    case ENOTDIR: return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+    case EROFS: return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+    case ENOMEM: return absl::ResourceExhaustedError(message);
     default: return absl::InternalError(message);
   }
 }
@@ -50,7 +55,8 @@ absl::Status SyncParentDir(const std::string& path) {
 }
 
 absl::Status ReplaceFileAtomically(
-    const std::string& path, const std::function<absl::Status(int fd, const std::string& tmp)>& write) {
+    const std::string& path,
+    const std::function<absl::Status(int fd, const std::string& tmp)>& write) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError(tmp, "create");

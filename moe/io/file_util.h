@@ -27,7 +27,8 @@ absl::Status SyncParentDir(const std::string& path);
 // then fsync'd, closed and renamed over `path`, and the directory fsync'd.
 // On any failure the temp file is removed and `path` is untouched.
 absl::Status ReplaceFileAtomically(
-    const std::string& path, const std::function<absl::Status(int fd, const std::string& tmp)>& write);
+    const std::string& path,
+    const std::function<absl::Status(int fd, const std::string& tmp)>& write);
 
 // The whole file, refused when larger than max_bytes.
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);

@@ -89,10 +89,10 @@ absl::Status LoadModelWeights(Model& model, const SafetensorsSet& weights,
       return absl::StrCat("; ", v.size(), " ", what, ": ", absl::StrJoin(shown, ", "),
                           v.size() > kShown ? ", ..." : "");
     };
-    return absl::InvalidArgumentError(absl::StrCat(
-        weights.path(), ": does not match the model", list("missing", missing),
-        list("mismatched", mismatched), list("unexpected (LoadWeightsOptions::allow_extra)",
-                                             unexpected)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(weights.path(), ": does not match the model", list("missing", missing),
+                     list("mismatched", mismatched),
+                     list("unexpected (LoadWeightsOptions::allow_extra)", unexpected)));
   }
   for (const auto& [name, tensor] : wanted)
     if (absl::Status s = weights.ReadInto(name, tensor); !s.ok()) return s;

@@ -27,7 +27,7 @@ std::vector<std::pair<std::string, Tensor>> NamedModelWeights(
     Model& model, WeightSelection selection = WeightSelection::kAll);
 
 struct SaveWeightsOptions {
-  std::map<std::string, std::string> metadata;  // "format": "pt" is added when absent
+  std::map<std::string, std::string> metadata;    // "format": "pt" is added when absent
   std::optional<SafetensorsDType> float_storage;  // nullopt: the model's dtype
   WeightSelection selection = WeightSelection::kAll;
 };

@@ -96,17 +96,16 @@ TEST(ModelWeights, FileHoldsHuggingFaceNamesWithGlobalExpertIds) {
     auto set = OpenOrDie(path);
     const std::vector<std::string> names = set->names();
     const std::set<std::string> got(names.begin(), names.end());
-    for (const char* name : {
-             "model.embed_tokens.weight", "model.norm.weight",
-             "model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_proj.weight",
-             "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight",
-             "model.layers.0.self_attn.o_proj.weight",
-             "model.layers.0.post_attention_layernorm.weight",
-             "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
-             "model.layers.0.mlp.down_proj.weight", "model.layers.1.block_sparse_moe.gate.weight",
-             "model.layers.2.block_sparse_moe.experts.0.w1.weight",
-             "model.layers.2.block_sparse_moe.experts.3.w2.weight",
-             "model.layers.1.block_sparse_moe.experts.2.w3.weight"}) {
+    for (const char* name :
+         {"model.embed_tokens.weight", "model.norm.weight", "model.layers.0.input_layernorm.weight",
+          "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+          "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+          "model.layers.0.post_attention_layernorm.weight", "model.layers.0.mlp.gate_proj.weight",
+          "model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+          "model.layers.1.block_sparse_moe.gate.weight",
+          "model.layers.2.block_sparse_moe.experts.0.w1.weight",
+          "model.layers.2.block_sparse_moe.experts.3.w2.weight",
+          "model.layers.1.block_sparse_moe.experts.2.w3.weight"}) {
       EXPECT_TRUE(got.count(name)) << name;
     }
     EXPECT_EQ(got.count("lm_head.weight"), tie ? 0u : 1u);

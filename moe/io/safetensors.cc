@@ -125,8 +125,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     file->map_ = static_cast<const uint8_t*>(map);
   }
   ::close(fd);  // the mapping keeps the file open
-  absl::StatusOr<SafetensorsHeader> header =
-      ParseSafetensorsHeader(path, file->map_, file->size_);
+  absl::StatusOr<SafetensorsHeader> header = ParseSafetensorsHeader(path, file->map_, file->size_);
   if (!header.ok()) return header.status();
   file->header_ = *std::move(header);
   return file;

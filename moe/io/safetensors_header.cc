@@ -26,9 +26,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {SafetensorsDType::kF64, "F64", 8},  {SafetensorsDType::kF32, "F32", 4},
-    {SafetensorsDType::kF16, "F16", 2},  {SafetensorsDType::kBF16, "BF16", 2},
-    {SafetensorsDType::kI64, "I64", 8},  {SafetensorsDType::kI32, "I32", 4},
+    {SafetensorsDType::kF64, "F64", 8}, {SafetensorsDType::kF32, "F32", 4},
+    {SafetensorsDType::kF16, "F16", 2}, {SafetensorsDType::kBF16, "BF16", 2},
+    {SafetensorsDType::kI64, "I64", 8}, {SafetensorsDType::kI32, "I32", 4},
 };
 
 const DTypeEntry& Entry(SafetensorsDType dtype) {
@@ -90,9 +90,9 @@ absl::StatusOr<SafetensorsTensorInfo> ParseEntry(absl::string_view label, const 
   for (const json& d : shape) {
     const std::optional<uint64_t> dim = NonNegativeInteger(d, kMaxI64);
     if (!dim) {
-      return TensorError(label, name,
-                         absl::StrCat("shape entry ", Describe(d),
-                                      " is not an integer in [0, 2^63)"));
+      return TensorError(
+          label, name,
+          absl::StrCat("shape entry ", Describe(d), " is not an integer in [0, 2^63)"));
     }
     info.shape.push_back(static_cast<int64_t>(*dim));
   }
@@ -122,18 +122,18 @@ absl::StatusOr<SafetensorsTensorInfo> ParseEntry(absl::string_view label, const 
   if (!begin || !end)
     return TensorError(label, name, "'data_offsets' entries must be integers in [0, 2^63)");
   if (*begin > *end)
-    return TensorError(label, name, absl::StrCat("data_offsets [", *begin, ", ", *end,
-                                                 "]: begin is after end"));
+    return TensorError(label, name,
+                       absl::StrCat("data_offsets [", *begin, ", ", *end, "]: begin is after end"));
   if (*end > data_size) {
     return TensorError(label, name,
                        absl::StrCat("data_offsets [", *begin, ", ", *end,
                                     "] run past the data section (", data_size, " bytes)"));
   }
   if (*end - *begin != numel * elem) {
-    return TensorError(label, name,
-                       absl::StrCat("holds ", *end - *begin, " bytes but ",
-                                    Entry(info.dtype).name, " shape [",
-                                    absl::StrJoin(info.shape, ", "), "] needs ", numel * elem));
+    return TensorError(
+        label, name,
+        absl::StrCat("holds ", *end - *begin, " bytes but ", Entry(info.dtype).name, " shape [",
+                     absl::StrJoin(info.shape, ", "), "] needs ", numel * elem));
   }
   info.begin = *begin;
   info.end = *end;
@@ -153,11 +153,10 @@ absl::Status ParseMetadata(absl::string_view label, const json& value,
   return absl::OkStatus();
 }
 
-absl::StatusOr<SafetensorsHeader> Parse(absl::string_view label, const uint8_t* file,
-                                        size_t size) {
+absl::StatusOr<SafetensorsHeader> Parse(absl::string_view label, const uint8_t* file, size_t size) {
   if (size < kLengthBytes) {
-    return FileError(label, absl::StrCat("file is ", size,
-                                         " bytes, shorter than the 8-byte header length"));
+    return FileError(
+        label, absl::StrCat("file is ", size, " bytes, shorter than the 8-byte header length"));
   }
   uint64_t n = 0;
   for (size_t i = 0; i < kLengthBytes; ++i) n |= static_cast<uint64_t>(file[i]) << (8 * i);
@@ -201,10 +200,10 @@ absl::StatusOr<SafetensorsHeader> Parse(absl::string_view label, const uint8_t* 
     const SafetensorsTensorInfo& prev = *by_offset[i - 1];
     const SafetensorsTensorInfo& cur = *by_offset[i];
     if (cur.begin < prev.end) {
-      return TensorError(label, cur.name,
-                         absl::StrCat("bytes [", cur.begin, ", ", cur.end, ") overlap tensor ",
-                                      QuoteTensorName(prev.name), " [", prev.begin, ", ",
-                                      prev.end, ")"));
+      return TensorError(
+          label, cur.name,
+          absl::StrCat("bytes [", cur.begin, ", ", cur.end, ") overlap tensor ",
+                       QuoteTensorName(prev.name), " [", prev.begin, ", ", prev.end, ")"));
     }
   }
   return header;
@@ -228,10 +227,9 @@ int64_t SafetensorsTensorInfo::numel() const {
 }
 
 const SafetensorsTensorInfo* SafetensorsHeader::Find(absl::string_view name) const {
-  auto it = std::lower_bound(tensors.begin(), tensors.end(), name,
-                             [](const SafetensorsTensorInfo& t, absl::string_view n) {
-                               return t.name < n;
-                             });
+  auto it = std::lower_bound(
+      tensors.begin(), tensors.end(), name,
+      [](const SafetensorsTensorInfo& t, absl::string_view n) { return t.name < n; });
   return it != tensors.end() && it->name == name ? &*it : nullptr;
 }
 

@@ -24,7 +24,7 @@ namespace sb {
 enum class SafetensorsDType : uint8_t { kF64, kF32, kF16, kBF16, kI64, kI32 };
 
 const char* SafetensorsDTypeName(SafetensorsDType dtype);  // "F32"
-size_t SafetensorsDTypeSize(SafetensorsDType dtype);        // bytes per element
+size_t SafetensorsDTypeSize(SafetensorsDType dtype);       // bytes per element
 std::optional<SafetensorsDType> ParseSafetensorsDType(absl::string_view name);
 inline bool IsFloat(SafetensorsDType d) {
   return d != SafetensorsDType::kI64 && d != SafetensorsDType::kI32;
@@ -40,7 +40,7 @@ struct SafetensorsTensorInfo {
 };
 
 struct SafetensorsHeader {
-  uint64_t data_start = 0;  // 8 + N: file offset of the data section
+  uint64_t data_start = 0;                     // 8 + N: file offset of the data section
   std::vector<SafetensorsTensorInfo> tensors;  // sorted by name
   std::map<std::string, std::string> metadata;
 

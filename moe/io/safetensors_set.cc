@@ -145,8 +145,8 @@ absl::Status WriteSafetensorsIndex(const std::string& index_path,
     }
     const SafetensorsTensorInfo* info = it->second->Find(name);
     if (info == nullptr) {
-      return IndexError(index_path, absl::StrCat("shard ", shard, " has no tensor ",
-                                                 QuoteTensorName(name)));
+      return IndexError(index_path,
+                        absl::StrCat("shard ", shard, " has no tensor ", QuoteTensorName(name)));
     }
     total_size += info->end - info->begin;
   }

@@ -81,10 +81,10 @@ TEST(SafetensorsSet, WritesAnIndexThatPythonsLayoutMatches) {
                                {{"z", Tensor::FromVector<int32_t>({5, 6}, {2})}})
                   .ok());
   const std::string index = dir.Path(kSafetensorsIndexFile);
-  ASSERT_TRUE(WriteSafetensorsIndex(index, {{"x", "s1.safetensors"},
-                                            {"y", "s1.safetensors"},
-                                            {"z", "s2.safetensors"}})
-                  .ok());
+  ASSERT_TRUE(
+      WriteSafetensorsIndex(
+          index, {{"x", "s1.safetensors"}, {"y", "s1.safetensors"}, {"z", "s2.safetensors"}})
+          .ok());
   const std::string text = testing::ReadBytes(index);
   EXPECT_THAT(text, HasSubstr("\"total_size\": 28"));
   EXPECT_THAT(text, HasSubstr("\"z\": \"s2.safetensors\""));
@@ -134,8 +134,9 @@ TEST(SafetensorsSet, RejectsBrokenIndexes) {
   expect_bad("{\"weight_map\": {\"x\": \"s3.safetensors\"}}",
              {"shard of tensor 'x'", "s3.safetensors", "header length"});
   // Unmapped tensors of a shard stay invisible; "metadata" may hold anything.
-  testing::WriteBytes(index, "{\"metadata\": {\"total_size\": 4, \"x\": [1]}, "
-                             "\"weight_map\": {\"x\": \"s1.safetensors\"}}");
+  testing::WriteBytes(index,
+                      "{\"metadata\": {\"total_size\": 4, \"x\": [1]}, "
+                      "\"weight_map\": {\"x\": \"s1.safetensors\"}}");
   auto set = OpenOrDie(index);
   ASSERT_NE(set, nullptr);
   EXPECT_THAT(set->names(), ElementsAre("x"));

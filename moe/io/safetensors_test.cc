@@ -86,15 +86,16 @@ TEST(Safetensors, RoundTripEveryDTypeBitwise) {
 TEST(Safetensors, EveryTensorIsAlignedToItsElementSize) {
   TempDir dir;
   const std::string path = dir.Path("a.safetensors");
-  ASSERT_TRUE(WriteSafetensors(path, {{"b", Bf16Of({1, 2, 3}, {3})},
-                                      {"h", Tensor::FromVector<int32_t>({1}, {1})},
-                                      {"d", Tensor::FromVector<double>({1, 2}, {2})},
-                                      {"f", Tensor::FromVector<float>({1, 2, 3}, {3})}},
+  ASSERT_TRUE(WriteSafetensors(path,
+                               {{"b", Bf16Of({1, 2, 3}, {3})},
+                                {"h", Tensor::FromVector<int32_t>({1}, {1})},
+                                {"d", Tensor::FromVector<double>({1, 2}, {2})},
+                                {"f", Tensor::FromVector<float>({1, 2, 3}, {3})}},
                                {}, std::nullopt)
                   .ok());
   const std::string bytes = testing::ReadBytes(path);
-  absl::StatusOr<SafetensorsHeader> h = ParseSafetensorsHeader(
-      path, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  absl::StatusOr<SafetensorsHeader> h =
+      ParseSafetensorsHeader(path, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->data_start % 8, 0u);
   for (const SafetensorsTensorInfo& t : h->tensors)
@@ -124,7 +125,8 @@ TEST(Safetensors, FloatStorageConvertsOnWrite) {
       double expected = want[i];
       if (storage == SafetensorsDType::kF16)
         expected = HalfToFloat(FloatToHalf(static_cast<float>(want[i])));
-      if (storage == SafetensorsDType::kBF16) expected = Bf16Of({float(want[i])}, {1}).ToDoubles()[0];
+      if (storage == SafetensorsDType::kBF16)
+        expected = Bf16Of({float(want[i])}, {1}).ToDoubles()[0];
       if (storage == SafetensorsDType::kF32) expected = static_cast<float>(want[i]);
       EXPECT_EQ(got[i], expected) << i;
     }
@@ -222,7 +224,8 @@ TEST(SafetensorsPython, ReadsEveryDTypeWrittenBySafetensorsNumpy) {
   // F16 decoded by us equals numpy's own decoding, bit for bit (incl. -0).
   EXPECT_EQ(f->Info("f16")->dtype, SafetensorsDType::kF16);
   EXPECT_TRUE(SameBytes(Read(*f, "f16", DType::kF32), Read(*f, "f16_as_f32", DType::kF32)));
-  EXPECT_EQ(Read(*f, "f16", DType::kF64).ToDoubles(), Read(*f, "f16_as_f32", DType::kF64).ToDoubles());
+  EXPECT_EQ(Read(*f, "f16", DType::kF64).ToDoubles(),
+            Read(*f, "f16_as_f32", DType::kF64).ToDoubles());
 }
 
 TEST(SafetensorsPython, ReadsBf16WrittenByTheRustSerializer) {
@@ -230,8 +233,8 @@ TEST(SafetensorsPython, ReadsBf16WrittenByTheRustSerializer) {
   ASSERT_NE(f, nullptr);
   EXPECT_TRUE(f->metadata().empty());
   EXPECT_EQ(f->Info("bf16")->dtype, SafetensorsDType::kBF16);
-  EXPECT_TRUE(SameBytes(Read(*f, "bf16", DType::kBF16),
-                        Bf16Of({1.0f, -1.5f, 3.140625f, 1e-3f}, {2, 2})));
+  EXPECT_TRUE(
+      SameBytes(Read(*f, "bf16", DType::kBF16), Bf16Of({1.0f, -1.5f, 3.140625f, 1e-3f}, {2, 2})));
   EXPECT_EQ(Read(*f, "bf16", DType::kF32).ToDoubles()[2], 3.140625);
 }
 
@@ -243,8 +246,8 @@ TEST(Half, MatchesNumpyBitForBit) {
   const std::vector<float> src = Values<float>(Read(*f, "src", DType::kF32));
   // The F16 tensors' raw bits, straight from the file bytes.
   const std::string bytes = testing::ReadBytes(f->path());
-  const absl::StatusOr<SafetensorsHeader> h = ParseSafetensorsHeader(
-      "", reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  const absl::StatusOr<SafetensorsHeader> h =
+      ParseSafetensorsHeader("", reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   auto bits_of = [&](const SafetensorsTensorInfo& t) {
     std::vector<uint16_t> v((t.end - t.begin) / 2);
     std::memcpy(v.data(), bytes.data() + h->data_start + t.begin, v.size() * 2);

@@ -92,9 +92,9 @@ absl::Status WriteSafetensors(const std::string& path,
                               const std::map<std::string, std::string>& metadata,
                               std::optional<SafetensorsDType> float_storage) {
   if (float_storage && !IsFloat(*float_storage)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": float storage dtype ", SafetensorsDTypeName(*float_storage),
-                     " is not a float type"));
+    return absl::InvalidArgumentError(absl::StrCat(path, ": float storage dtype ",
+                                                   SafetensorsDTypeName(*float_storage),
+                                                   " is not a float type"));
   }
   std::set<absl::string_view> seen;
   std::vector<Planned> plan;
@@ -124,9 +124,8 @@ absl::Status WriteSafetensors(const std::string& path,
   absl::StatusOr<std::string> header = HeaderText(path, plan, metadata);
   if (!header.ok()) return header.status();
 
-  return ReplaceFileAtomically(path, [&](int fd, const std::string& tmp) {
-    return WriteFile(fd, tmp, *header, plan);
-  });
+  return ReplaceFileAtomically(
+      path, [&](int fd, const std::string& tmp) { return WriteFile(fd, tmp, *header, plan); });
 }
 
 }  // namespace sb
