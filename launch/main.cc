@@ -16,6 +16,7 @@ struct Command {
 
 const Command kCommands[] = {
     {"train", sb::TrainCommand, "train a model from a config (--config F [--set k=v] [--run_dir D])"},
+    {"forward", sb::ForwardCommand, "one forward pass of HF-named weights; writes logits, losses, router stats"},
 };
 
 void PrintUsage() {

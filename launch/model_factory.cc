@@ -1,5 +1,9 @@
 #include "launch/model_factory.h"
 
+#include "absl/strings/str_cat.h"
+#include "moe/io/model_weights.h"
+#include "moe/io/safetensors.h"
+
 namespace sb {
 
 ModelOptions ModelOptionsFromConfig(const TrainConfig& config) {
@@ -29,6 +33,46 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& config) {
   o.router.z_loss_coef = e.z_loss_coef();
   o.moe_layers = MoeLayerMask(config);
   return o;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainConfig& config,
+                                                 const std::string& weights_path, DType dtype) {
+  if (absl::Status s = ValidateConfig(config, /*world_size=*/1); !s.ok()) return s;
+  auto weights = SafetensorsSet::Open(weights_path);
+  if (!weights.ok()) return weights.status();
+  auto model = std::make_unique<Model>(ModelOptionsFromConfig(config), nullptr, dtype, Device::kCpu);
+  if (absl::Status s = LoadModelWeights(*model, **weights); !s.ok()) return s;
+  return model;
+}
+
+absl::Status ReadTokenBatch(const std::string& path, const std::string& name, Tensor* inputs,
+                            Tensor* targets) {
+  auto file = SafetensorsFile::Open(path);
+  if (!file.ok()) return file.status();
+  auto info = (*file)->Info(name);
+  if (!info.ok()) return info.status();
+  if (info->shape.size() != 2 || info->shape[1] < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name,
+                                                   "' must be [batch, seq_len + 1] token ids"));
+  }
+  const bool is64 = info->dtype == SafetensorsDType::kI64;
+  if (!is64 && info->dtype != SafetensorsDType::kI32) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", name, "' must be I32 or I64, not ",
+                                                   SafetensorsDTypeName(info->dtype)));
+  }
+  Tensor raw = Tensor::Empty(info->shape, is64 ? DType::kI64 : DType::kI32);
+  if (absl::Status s = (*file)->ReadInto(name, raw); !s.ok()) return s;
+  const std::vector<double> ids = raw.ToDoubles();
+  const int64_t B = info->shape[0], S = info->shape[1] - 1;
+  *inputs = Tensor::Empty({B, S}, DType::kI32);
+  *targets = Tensor::Empty({B, S}, DType::kI32);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      inputs->data<int32_t>()[b * S + s] = static_cast<int32_t>(ids[b * (S + 1) + s]);
+      targets->data<int32_t>()[b * S + s] = static_cast<int32_t>(ids[b * (S + 1) + s + 1]);
+    }
+  }
+  return absl::OkStatus();
 }
 
 double TrainFlopsPerToken(const ModelOptions& o, int seq_len) {

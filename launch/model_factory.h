@@ -2,6 +2,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
 
 #include "configs/config.h"
 #include "moe/model.h"
@@ -10,6 +13,16 @@ namespace sb {
 
 // The architecture and routing options of `config` (already validated).
 ModelOptions ModelOptionsFromConfig(const TrainConfig& config);
+
+// A model for `config` (validated for a world of one) in `dtype` on the CPU,
+// with weights from a Hugging Face-named safetensors file, directory or index.
+absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainConfig& config,
+                                                 const std::string& weights_path, DType dtype);
+
+// Reads integer tensor `name` [B, S + 1] (I32 or I64) and splits it into
+// inputs = [:, :-1] and targets = [:, 1:], both [B, S] i32.
+absl::Status ReadTokenBatch(const std::string& path, const std::string& name, Tensor* inputs,
+                            Tensor* targets);
 
 // FLOPs of one forward+backward pass per token counting only active
 // parameters (top-k experts), attention scores and the LM head, Megatron's

@@ -26,6 +26,7 @@ class MoeLayer : public FeedForward {
   Tensor Backward(const Tensor& dy, double loss_scale) override;
   std::vector<Parameter*> Parameters() override;
   const RouterStats& stats() const { return router_.stats(); }
+  int layer_index() const { return layer_index_; }
 
   Router& router() { return router_; }
   Experts& experts() { return experts_; }

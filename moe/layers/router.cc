@@ -40,6 +40,7 @@ const Routing& Router::Forward(const Tensor& x, const StepContext& ctx, int laye
   }
   Tensor logits = logits_.Get({T, E}, dt, dev);
   ops::Gemm(xr, false, weight.value, true, logits);
+  logits_view_ = logits;
   Tensor probs = probs_.Get({T, E}, dt, dev), lse = lse_.Get({T}, dt, dev);
   ops::SoftmaxForward(logits, probs, lse);
 

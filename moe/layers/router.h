@@ -60,6 +60,10 @@ class Router {
   // weighted by their coefficients times loss_scale.
   void Backward(const Tensor& dgates, double loss_scale, const Tensor& dx);
   const RouterStats& stats() const { return stats_; }
+  // The routing decision of the last Forward.
+  const Routing& routing() const { return routing_; }
+  // [T, E] router logits of the last Forward (before softmax).
+  const Tensor& logits() const { return logits_view_; }
   const RouterOptions& options() const { return options_; }
 
   Parameter weight;  // [E, D] "...block_sparse_moe.gate.weight"
@@ -69,7 +73,7 @@ class Router {
   bool jittered_ = false;
   Routing routing_;
   RouterStats stats_;
-  Tensor x_;
+  Tensor x_, logits_view_;
   ScratchTensor x_router_, noise_, logits_, probs_, lse_, topk_probs_;
   ScratchTensor expert_ids_, gates_, slots_, routed_, kept_;
   ScratchTensor dtopk_, dprobs_, dlogits_, dx_router_;
