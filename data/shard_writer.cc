@@ -33,7 +33,7 @@ absl::Status ShardWriter::OpenNextShard() {
   current_.num_documents = 0;
   const std::string placeholder = EncodeShardHeader(current_);  // rewritten by FinishShard
   if (std::fwrite(placeholder.data(), 1, placeholder.size(), file_) != placeholder.size()) {
-    return absl::DataLossError(absl::StrCat("cannot write ", path_, ": ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("cannot write ", path_, ": ", std::strerror(errno)));
   }
   ++num_shards_;
   return absl::OkStatus();
@@ -48,7 +48,7 @@ absl::Status ShardWriter::FinishShard() {
   ok = std::fclose(file_) == 0 && ok;
   file_ = nullptr;
   if (!ok) {
-    return absl::DataLossError(absl::StrCat("cannot write ", path_, ": ", std::strerror(err)));
+    return absl::InternalError(absl::StrCat("cannot write ", path_, ": ", std::strerror(err)));
   }
   return absl::OkStatus();
 }
@@ -79,7 +79,7 @@ absl::Status ShardWriter::AppendDocument(const std::vector<int32_t>& tokens) {
       }
     }
     if (std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
-      return absl::DataLossError(absl::StrCat("cannot write ", path_, ": ", std::strerror(errno)));
+      return absl::InternalError(absl::StrCat("cannot write ", path_, ": ", std::strerror(errno)));
     }
     current_.num_tokens += n;
     total_tokens_ += static_cast<int64_t>(n);

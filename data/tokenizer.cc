@@ -1,6 +1,7 @@
 // SentencePiece wrapper: see tokenizer.h for why it is isolated here.
 #include "data/tokenizer.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <unordered_map>
@@ -38,11 +39,72 @@ std::unique_ptr<Tokenizer> Tokenizer::FromModelBytes(std::string model_bytes,
     return nullptr;
   }
   tokenizer->model_bytes_ = std::move(model_bytes);
+  tokenizer->DetectNewlineSegmentation();
   return tokenizer;
+}
+
+namespace {
+constexpr size_t kSegmentBytes = 4096;
+// Newlines next to spaces, blank lines, tabs and non-ASCII: what a
+// normaliser that strips, collapses or maps whitespace would change.
+constexpr char kNewlineProbe[] =
+    "first line  \n  indented\n\n\ttab\n\xC3\xBC\xC3\xB1 \xF0\x9F\x98\x80 x\n \n\nend  \n";
+}  // namespace
+
+void Tokenizer::DetectNewlineSegmentation() {
+  newline_id_ = -1;
+  const auto& p = impl_->processor;
+  const int newline = p.PieceToId("<0x0A>");
+  if (newline < 0 || !p.IsByte(newline)) return;  // no byte fallback
+  for (int id = 0; id < p.GetPieceSize(); ++id) {
+    if (!p.IsByte(id) && p.IdToPiece(id).find('\n') != std::string::npos) return;
+  }
+  std::vector<int32_t> whole, split;
+  std::string error;
+  if (!EncodeUnsegmented(kNewlineProbe, &whole, &error)) return;
+  newline_id_ = newline;  // tentatively, for the probe cut at every newline
+  if (EncodeSegmented(kNewlineProbe, 1, &split, &error) != SegmentResult::kOk || split != whole) {
+    newline_id_ = -1;
+  }
 }
 
 bool Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids,
                        std::string* error) const {
+  if (newline_id_ >= 0 && text.size() >= 2 * kSegmentBytes) {
+    const SegmentResult result = EncodeSegmented(text, kSegmentBytes, ids, error);
+    if (result == SegmentResult::kOk) return true;
+    if (result == SegmentResult::kError) return false;
+    // kLostNewline cannot happen after the probe; stay correct regardless.
+  }
+  return EncodeUnsegmented(text, ids, error);
+}
+
+Tokenizer::SegmentResult Tokenizer::EncodeSegmented(std::string_view text, size_t segment_bytes,
+                                                    std::vector<int32_t>* ids,
+                                                    std::string* error) const {
+  ids->clear();
+  std::vector<int32_t> part;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = start + segment_bytes >= text.size() ? std::string_view::npos
+                                                        : text.find('\n', start + segment_bytes);
+    if (end == std::string_view::npos) end = text.size();
+    if (!EncodeUnsegmented(text.substr(start, end - start), &part, error)) {
+      return SegmentResult::kError;
+    }
+    auto from = part.begin();
+    if (start > 0) {  // the segment starts with "\n": drop the dummy-prefix tokens before it
+      from = std::find(part.begin(), part.end(), newline_id_);
+      if (from == part.end()) return SegmentResult::kLostNewline;
+    }
+    ids->insert(ids->end(), from, part.end());
+    start = end;
+  }
+  return SegmentResult::kOk;
+}
+
+bool Tokenizer::EncodeUnsegmented(std::string_view text, std::vector<int32_t>* ids,
+                                  std::string* error) const {
   std::vector<int> out;
   const auto status = impl_->processor.Encode(text, &out);
   if (!status.ok()) {
