@@ -102,31 +102,52 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TrainOnCorpus(const PrepareOptions& o
   return tokenizer;
 }
 
-// Encodes docs[i] followed by EOS into (*ids)[i] on `threads` threads.
+// Encodes docs[i] followed by EOS into (*ids)[i] on `threads` threads. The
+// unit of work is a tokenizer segment (~4 KB of a long document, or a whole
+// short one), so one huge document still uses every thread.
 absl::Status EncodeChunk(const Tokenizer& tokenizer, const std::vector<std::string>& docs,
                          int threads, std::vector<std::vector<int32_t>>* ids) {
-  ids->resize(docs.size());
+  struct Work {
+    size_t doc;
+    size_t begin, end;  // bytes of docs[doc]
+  };
+  std::vector<Work> work;
+  std::vector<size_t> first_work(docs.size() + 1);
+  for (size_t d = 0; d < docs.size(); ++d) {
+    first_work[d] = work.size();
+    const std::vector<size_t> bounds = tokenizer.SegmentBounds(docs[d]);
+    for (size_t i = 0; i + 1 < bounds.size(); ++i) work.push_back({d, bounds[i], bounds[i + 1]});
+  }
+  first_work[docs.size()] = work.size();
+  std::vector<std::vector<int32_t>> parts(work.size());
   std::atomic<size_t> next{0};
   std::mutex error_mu;
   std::string first_error;
-  const int32_t eos = tokenizer.eos_id();
-  auto work = [&]() {
+  auto run = [&]() {
     std::string error;
-    for (size_t i = next++; i < docs.size(); i = next++) {
-      std::vector<int32_t>& out = (*ids)[i];
-      if (!tokenizer.Encode(docs[i], &out, &error)) {
+    for (size_t i = next++; i < work.size(); i = next++) {
+      const Work& w = work[i];
+      if (!tokenizer.EncodeSegment(docs[w.doc], w.begin, w.end, &parts[i], &error)) {
         std::lock_guard<std::mutex> lock(error_mu);
         if (first_error.empty()) first_error = error;
         return;
       }
-      out.push_back(eos);
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work);
-  work();
+  for (int t = 1; t < threads; ++t) pool.emplace_back(run);
+  run();
   for (std::thread& t : pool) t.join();
   if (!first_error.empty()) return absl::InternalError(absl::StrCat("encoding: ", first_error));
+  ids->resize(docs.size());
+  for (size_t d = 0; d < docs.size(); ++d) {
+    std::vector<int32_t>& out = (*ids)[d];
+    out.clear();
+    for (size_t i = first_work[d]; i < first_work[d + 1]; ++i) {
+      out.insert(out.end(), parts[i].begin(), parts[i].end());
+    }
+    out.push_back(tokenizer.eos_id());
+  }
   return absl::OkStatus();
 }
 

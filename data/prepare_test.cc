@@ -132,6 +132,9 @@ TEST(PrepareTest, GivenSpmTrainTokenizerIsUsedUnchanged) {
 TEST(PrepareTest, OutputDoesNotDependOnThreads) {
   ScratchDir dir;
   PrepareOptions o = SmallCorpus(dir);
+  // A 200 KB document is encoded in segments spread over the threads.
+  o.inputs.push_back(testing::PythonDocSources() + "/library/stdtypes.rst.txt");
+  o.val_fraction = 0.2;
   o.threads = 1;
   ASSERT_TRUE(PrepareData(o).ok());
   o.threads = 2;

@@ -63,44 +63,56 @@ void Tokenizer::DetectNewlineSegmentation() {
   std::string error;
   if (!EncodeUnsegmented(kNewlineProbe, &whole, &error)) return;
   newline_id_ = newline;  // tentatively, for the probe cut at every newline
-  if (EncodeSegmented(kNewlineProbe, 1, &split, &error) != SegmentResult::kOk || split != whole) {
-    newline_id_ = -1;
+  const std::string_view probe = kNewlineProbe;
+  const std::vector<size_t> bounds = SegmentBounds(probe, 1);
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    if (!EncodeSegment(probe, bounds[i], bounds[i + 1], &split, &error)) break;
   }
+  if (split != whole) newline_id_ = -1;
 }
 
-bool Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids,
-                       std::string* error) const {
-  if (newline_id_ >= 0 && text.size() >= 2 * kSegmentBytes) {
-    const SegmentResult result = EncodeSegmented(text, kSegmentBytes, ids, error);
-    if (result == SegmentResult::kOk) return true;
-    if (result == SegmentResult::kError) return false;
-    // kLostNewline cannot happen after the probe; stay correct regardless.
-  }
-  return EncodeUnsegmented(text, ids, error);
+std::vector<size_t> Tokenizer::SegmentBounds(std::string_view text) const {
+  if (newline_id_ < 0 || text.size() < 2 * kSegmentBytes) return {0, text.size()};
+  return SegmentBounds(text, kSegmentBytes);
 }
 
-Tokenizer::SegmentResult Tokenizer::EncodeSegmented(std::string_view text, size_t segment_bytes,
-                                                    std::vector<int32_t>* ids,
-                                                    std::string* error) const {
-  ids->clear();
-  std::vector<int32_t> part;
+std::vector<size_t> Tokenizer::SegmentBounds(std::string_view text, size_t segment_bytes) const {
+  std::vector<size_t> bounds = {0};
   size_t start = 0;
   while (start < text.size()) {
     size_t end = start + segment_bytes >= text.size() ? std::string_view::npos
                                                         : text.find('\n', start + segment_bytes);
-    if (end == std::string_view::npos) end = text.size();
-    if (!EncodeUnsegmented(text.substr(start, end - start), &part, error)) {
-      return SegmentResult::kError;
-    }
-    auto from = part.begin();
-    if (start > 0) {  // the segment starts with "\n": drop the dummy-prefix tokens before it
-      from = std::find(part.begin(), part.end(), newline_id_);
-      if (from == part.end()) return SegmentResult::kLostNewline;
-    }
-    ids->insert(ids->end(), from, part.end());
-    start = end;
+    start = end == std::string_view::npos ? text.size() : end;
+    bounds.push_back(start);
   }
-  return SegmentResult::kOk;
+  if (bounds.size() == 1) bounds.push_back(0);  // empty text: one empty segment
+  return bounds;
+}
+
+bool Tokenizer::EncodeSegment(std::string_view text, size_t begin, size_t end,
+                              std::vector<int32_t>* ids, std::string* error) const {
+  std::vector<int32_t> part;
+  if (!EncodeUnsegmented(text.substr(begin, end - begin), &part, error)) return false;
+  auto from = part.begin();
+  if (begin > 0) {  // the segment starts with "\n": drop the dummy-prefix tokens before it
+    from = std::find(part.begin(), part.end(), newline_id_);
+    if (from == part.end()) {
+      *error = "segment at byte " + std::to_string(begin) + " lost its newline (internal error)";
+      return false;
+    }
+  }
+  ids->insert(ids->end(), from, part.end());
+  return true;
+}
+
+bool Tokenizer::Encode(std::string_view text, std::vector<int32_t>* ids,
+                       std::string* error) const {
+  ids->clear();
+  const std::vector<size_t> bounds = SegmentBounds(text);
+  for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+    if (!EncodeSegment(text, bounds[i], bounds[i + 1], ids, error)) return false;
+  }
+  return true;
 }
 
 bool Tokenizer::EncodeUnsegmented(std::string_view text, std::vector<int32_t>* ids,

@@ -28,14 +28,21 @@ class Tokenizer {
   // (cache misses) for long documents: ~0.3 MB/s for an 11 MB file against
   // ~3 MB/s line by line. So when the model can never merge across "\n"
   // (byte fallback, no piece containing "\n", and the normaliser keeps "\n"
-  // and the spaces around it, which Load verifies on a probe text), long
+  // and the spaces around it, which loading verifies on a probe text), long
   // texts are encoded in ~4 KB segments cut before a "\n", dropping the
-  // dummy-prefix tokens before each segment's leading <0x0A>: the same ids.
+  // dummy-prefix tokens before each later segment's leading <0x0A>: the same ids.
   bool Encode(std::string_view text, std::vector<int32_t>* ids, std::string* error) const;
+  // Encode in pieces (to spread one long document over threads):
+  // Encode(text) == the concatenation over i of EncodeSegment(text,
+  // bounds[i], bounds[i + 1]) with bounds = SegmentBounds(text).
+  std::vector<size_t> SegmentBounds(std::string_view text) const;
+  // Appends the ids of text[begin, end) to *ids; begin and end are bounds.
+  bool EncodeSegment(std::string_view text, size_t begin, size_t end, std::vector<int32_t>* ids,
+                     std::string* error) const;
   // One SentencePiece call on the whole text (reference for tests, benchmarks).
   bool EncodeUnsegmented(std::string_view text, std::vector<int32_t>* ids,
                          std::string* error) const;
-  // Whether Encode may cut long texts at newlines (see Encode).
+  // Whether long texts are cut at newlines (see Encode).
   bool segments_at_newlines() const { return newline_id_ >= 0; }
   bool Decode(const std::vector<int32_t>& ids, std::string* text, std::string* error) const;
 
@@ -49,11 +56,8 @@ class Tokenizer {
 
  private:
   Tokenizer();
-  // Encodes with segments of at least `segment_bytes` (cut before "\n").
-  // kLostNewline: a segment's leading "\n" did not become <0x0A>.
-  enum class SegmentResult { kOk, kError, kLostNewline };
-  SegmentResult EncodeSegmented(std::string_view text, size_t segment_bytes,
-                                std::vector<int32_t>* ids, std::string* error) const;
+  // Cuts before the first "\n" at least segment_bytes after the previous cut.
+  std::vector<size_t> SegmentBounds(std::string_view text, size_t segment_bytes) const;
   void DetectNewlineSegmentation();
   struct Impl;
   std::unique_ptr<Impl> impl_;
