@@ -8,6 +8,7 @@
 // all shards agree on vocab, EOS and tokenizer hash, and that this hash
 // matches the dataset's tokenizer.model (in the directory or its parent) and
 // the tokenizer the config expects, if any. Reads check ids < vocab_size.
+// Not thread-safe (Read reuses a scratch window): one reader per object.
 #pragma once
 
 #include <cstdint>
