@@ -47,6 +47,20 @@ def run(cmd, stdin=None):
     return wall, cpu, proc.stdout
 
 
+def available_cores():
+    """CPU seconds per wall second that two concurrent busy processes get:
+    2.0 on an idle 2-core machine, less when other jobs hold the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    burn = [sys.executable, "-c", "sum(i * i for i in range(6_000_000))"]
+    procs = [subprocess.Popen(burn) for _ in range(2)]
+    for p in procs:
+        p.wait()
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / wall
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -65,8 +79,12 @@ def main():
     model = os.path.join(data, "tokenizer.model")
 
     load = os.getloadavg()[0]
+    cores = available_cores()
+    print(f"load average {load:.2f}; a 2-process busy loop got {cores:.2f} cores")
     results = {"machine": f"{platform.node()} ({os.cpu_count()} cores)",
-               "load_average_at_start": round(load, 2), "model": model, "tokenize": [],
+               "load_average_at_start": round(load, 2),
+               "cores_available_to_a_2_process_busy_loop": round(cores, 2),
+               "model": model, "tokenize": [],
                "loader": []}
     tmp = tempfile.mkdtemp(prefix="sb_data_bench.")
     try:
@@ -119,7 +137,7 @@ def main():
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
-    print(f"wrote {args.out} (load average at start {load:.2f})")
+    print(f"wrote {args.out} (load average at start {load:.2f}, {cores:.2f} cores available)")
 
 
 if __name__ == "__main__":
