@@ -62,8 +62,15 @@ trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
 echo "[sentencepiece] fetching Debian source package sentencepiece=$VERSION"
 # Debian's version is 0.1.97-3; the upstream tarball plus Debian's patches.
-apt-get source -qq "sentencepiece=${VERSION}-3" >/dev/null 2>&1 \
-  || apt-get source -qq sentencepiece >/dev/null
+fetch_source() {
+  apt-get source -qq "sentencepiece=${VERSION}-3" >/dev/null 2>&1 \
+    || apt-get source -qq sentencepiece >/dev/null 2>&1
+}
+if ! fetch_source; then
+  # Source lists may be missing or stale (deb-src configured, never updated).
+  $SUDO apt-get update -qq
+  fetch_source || { apt-get source sentencepiece >&2; exit 1; }
+fi
 SRC="$(find "$WORK" -maxdepth 1 -type d -name "sentencepiece-*" | head -n1)"
 [ -n "$SRC" ] || { echo "[sentencepiece] apt-get source produced no source tree" >&2; exit 1; }
 grep -q "$VERSION" "$SRC/VERSION.txt" 2>/dev/null \
@@ -92,8 +99,10 @@ ninja -C "$WORK/build" -j"$JOBS" sentencepiece-static sentencepiece_train-static
 
 # Install only what we link: the two archives and the two public headers
 # (the spm_* tools come from Debian's `sentencepiece` package).
-$SUDO mkdir -p "$PREFIX/lib" "$PREFIX/include"
-$SUDO cp "$WORK/build/src/libsentencepiece.a" "$WORK/build/src/libsentencepiece_train.a" "$PREFIX/lib/"
-$SUDO cp "$SRC/src/sentencepiece_processor.h" "$SRC/src/sentencepiece_trainer.h" "$PREFIX/include/"
-echo "$VERSION built $(date -u +%FT%TZ) against protobuf $(protoc --version)" | $SUDO tee "$STAMP" >/dev/null
+AS=""  # sudo only when the prefix is not ours to write (e.g. /opt as a user)
+{ mkdir -p "$PREFIX" 2>/dev/null && [ -w "$PREFIX" ]; } || AS="$SUDO"
+$AS mkdir -p "$PREFIX/lib" "$PREFIX/include"
+$AS cp "$WORK/build/src/libsentencepiece.a" "$WORK/build/src/libsentencepiece_train.a" "$PREFIX/lib/"
+$AS cp "$SRC/src/sentencepiece_processor.h" "$SRC/src/sentencepiece_trainer.h" "$PREFIX/include/"
+echo "$VERSION built $(date -u +%FT%TZ) against protobuf $(protoc --version)" | $AS tee "$STAMP" >/dev/null
 echo "[sentencepiece] $VERSION installed in $PREFIX"
