@@ -1,13 +1,107 @@
+// Which BatchSource a path or a DataConfig opens (docs/data.md, "Loading"):
+// a shard file, or a directory holding *.bin shards -> ShardSource; a
+// prepared dataset root (tokenizer.model + train/) -> error naming its
+// train/ and val/; anything else -> byte-level text (ByteTextSource).
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
 #include "data/batch_source.h"
 #include "data/byte_text_source.h"
+#include "data/mixture_source.h"
+#include "data/open_source.h"
+#include "data/shard_source.h"
 
 namespace sb {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenPath(const std::string& path,
+                                                      const ShardSourceOptions& options,
+                                                      const char* field) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec) && fs::is_regular_file(fs::path(path) / "tokenizer.model", ec) &&
+      fs::is_directory(fs::path(path) / "train", ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " = ", path, " is a prepared dataset; point it at ", path, "/train or ", path,
+        "/val"));
+  }
+  if (LooksLikeShardPath(path)) {
+    auto source = ShardSource::Open(path, options);
+    if (!source.ok()) return source.status();
+    return std::unique_ptr<BatchSource>(std::move(*source));
+  }
+  if (options.expected_tokenizer_hash != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " = ", path, " holds no token shards, but data.tokenizer_path asks for tokens of ",
+        options.expected_tokenizer_origin, " (run switchboard prepare-data)"));
+  }
+  auto source = ByteTextSource::Open(path, options.seed);
+  if (!source.ok()) return source.status();
+  return std::unique_ptr<BatchSource>(std::move(*source));
+}
+
+absl::StatusOr<ShardSourceOptions> OptionsFor(const switchboard::DataConfig& data, uint64_t seed) {
+  ShardSourceOptions options;
+  options.seed = seed;
+  if (!data.tokenizer_path().empty()) {
+    auto hash = TokenizerFileHash(data.tokenizer_path());
+    if (!hash.ok()) {
+      return absl::NotFoundError(absl::StrCat("data.tokenizer_path: ", hash.status().message()));
+    }
+    options.expected_tokenizer_hash = *hash;
+    options.expected_tokenizer_origin = absl::StrCat("data.tokenizer_path ", data.tokenizer_path());
+  }
+  return options;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,
                                                              uint64_t seed) {
-  auto source = ByteTextSource::Open(path, seed);
-  if (!source.ok()) return source.status();
-  return std::unique_ptr<BatchSource>(std::move(*source));
+  ShardSourceOptions options;
+  options.seed = seed;
+  return OpenPath(path, options, "data path");
+}
+
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenTrainSource(
+    const switchboard::DataConfig& data, uint64_t seed) {
+  auto options = OptionsFor(data, seed);
+  if (!options.ok()) return options.status();
+  if (data.train_mixture_size() == 0) {
+    if (data.train_path().empty()) {
+      return absl::InvalidArgumentError("data.train_path or data.train_mixture is required");
+    }
+    return OpenPath(data.train_path(), *options, "data.train_path");
+  }
+  if (!data.train_path().empty()) {
+    return absl::InvalidArgumentError(
+        "data.train_path and data.train_mixture are exclusive; set one");
+  }
+  std::vector<MixtureComponent> components;
+  for (int k = 0; k < data.train_mixture_size(); ++k) {
+    const auto& spec = data.train_mixture(k);
+    auto source = ShardSource::Open(spec.path(), *options);
+    if (!source.ok()) {
+      return absl::Status(source.status().code(),
+                          absl::StrCat("data.train_mixture[", k, "]: ", source.status().message()));
+    }
+    components.push_back({std::move(*source), spec.weight()});
+  }
+  auto mixture = MixtureSource::Create(std::move(components), seed);
+  if (!mixture.ok()) {
+    return absl::Status(mixture.status().code(),
+                        absl::StrCat("data.train_mixture: ", mixture.status().message()));
+  }
+  return std::unique_ptr<BatchSource>(std::move(*mixture));
+}
+
+absl::StatusOr<std::unique_ptr<BatchSource>> OpenValSource(const switchboard::DataConfig& data,
+                                                           uint64_t seed) {
+  if (data.val_path().empty()) return absl::InvalidArgumentError("data.val_path is empty");
+  auto options = OptionsFor(data, seed);
+  if (!options.ok()) return options.status();
+  return OpenPath(data.val_path(), *options, "data.val_path");
 }
 
 }  // namespace sb

@@ -9,6 +9,12 @@
 
 namespace sb {
 
+// Keyed bijection of [0, n): a 4-round Feistel network on [0, 4^half_bits)
+// (half_bits = FeistelHalfBits(n)) with cycle walking back into [0, n).
+// O(1) memory; expected < 4 network passes per call.
+int FeistelHalfBits(int64_t n);
+int64_t FeistelPermute(uint64_t key, int64_t n, int half_bits, int64_t i);
+
 class WindowSampler {
  public:
   // num_tokens in the stream; each sample needs seq_len + 1 tokens.

@@ -10,7 +10,8 @@ namespace sb {
 
 using Args = std::vector<std::string>;
 
-int TrainCommand(const Args& args);    // launch/train_command.cc
-int ForwardCommand(const Args& args);  // launch/forward_command.cc
+int TrainCommand(const Args& args);        // launch/train_command.cc
+int ForwardCommand(const Args& args);      // launch/forward_command.cc
+int PrepareDataCommand(const Args& args);  // launch/prepare_data_command.cc
 
 }  // namespace sb

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package that the build, the tests and the quickstart
-# need. Idempotent: does nothing (no apt-get update) when all are present.
+# need, then the static SentencePiece that data/ links (built from Debian's
+# source package, ~1 minute the first time). Idempotent: does nothing (no
+# apt-get update) when all are present.
 # Usage: bash launch/install_deps.sh
 set -euo pipefail
 
@@ -13,6 +15,9 @@ PACKAGES=(
   nlohmann-json3-dev
   python3 iproute2
   python3.11-doc   # default corpus: the Python docs' reStructuredText sources
+  dpkg-dev         # apt-get source (data/sentencepiece/build_sentencepiece.sh)
+  sentencepiece    # spm_train / spm_encode: reference for tests and benchmarks only;
+                   # its libsentencepiece.so is never linked (see build_sentencepiece.sh)
 )
 
 missing=()
@@ -26,3 +31,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "[install] Debian packages present"
+bash "$(dirname "${BASH_SOURCE[0]}")/../data/sentencepiece/build_sentencepiece.sh"

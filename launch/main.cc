@@ -16,6 +16,8 @@ struct Command {
 
 const Command kCommands[] = {
     {"train", sb::TrainCommand, "train a model from a config (--config F [--set k=v] [--run_dir D])"},
+    {"prepare-data", sb::PrepareDataCommand,
+     "tokenize a corpus into token shards (--input P... --out D (--tokenizer M | --vocab_size N))"},
     {"forward", sb::ForwardCommand, "one forward pass of HF-named weights; writes logits, losses, router stats"},
 };
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "data/open_source.h"
 #include "launch/model_factory.h"
 #include "optim/grad_clip.h"
 #include "optim/schedule.h"
@@ -26,17 +27,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   t->config_ = config;
   t->run_dir_ = run_dir;
   const auto& train = config.train();
-  if (config.data().train_path().empty()) {
-    return absl::InvalidArgumentError("data.train_path is empty: set it in the config or with --set");
+  if (config.data().train_path().empty() && config.data().train_mixture_size() == 0) {
+    return absl::InvalidArgumentError(
+        "data.train_path is empty (and no data.train_mixture): set it in the config or with --set");
   }
-  auto train_data = OpenBatchSource(config.data().train_path(), train.seed());
+  auto train_data = OpenTrainSource(config.data(), train.seed());
   if (!train_data.ok()) {
     return absl::Status(train_data.status().code(),
-                        absl::StrCat("data.train_path: ", train_data.status().message()));
+                        absl::StrCat(config.data().train_mixture_size() ? "data.train_mixture: "
+                                                                        : "data.train_path: ",
+                                     train_data.status().message()));
   }
   t->train_data_ = std::move(*train_data);
   if (!config.data().val_path().empty()) {
-    auto val_data = OpenBatchSource(config.data().val_path(), train.seed() + 1);
+    auto val_data = OpenValSource(config.data(), train.seed() + 1);
     if (!val_data.ok()) {
       return absl::Status(val_data.status().code(),
                           absl::StrCat("data.val_path: ", val_data.status().message()));
