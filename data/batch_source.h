@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,11 +32,17 @@ class BatchSource {
   virtual int64_t num_tokens() const = 0;
   // One line for logs: "12.1M tokens, 3 files, byte-level".
   virtual std::string Describe() const = 0;
+  // Entropy (nats per token) of the source's token frequencies: the loss of
+  // the best model that ignores context. NaN where not defined (mixtures).
+  virtual double UnigramEntropy() const;
 };
 
 }  // namespace sb
 
 namespace sb {
+// Entropy (nats) of the frequency distribution of counts (zeros ignored).
+double EntropyOfCounts(const std::vector<int64_t>& counts);
+
 // Opens the training or validation data at `path` (data/open_source.cc
 // decides the kind: a prepared token-shard directory, or text read at byte level).
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenBatchSource(const std::string& path,

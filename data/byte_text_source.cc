@@ -79,4 +79,10 @@ std::string ByteTextSource::Describe() const {
                          num_tokens() / 1e6, num_files_, kByteVocabSize);
 }
 
+double ByteTextSource::UnigramEntropy() const {
+  std::vector<int64_t> counts(kByteVocabSize, 0);
+  for (int32_t t : tokens_) ++counts[static_cast<size_t>(t)];
+  return EntropyOfCounts(counts);
+}
+
 }  // namespace sb

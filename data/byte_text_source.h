@@ -27,6 +27,7 @@ class ByteTextSource : public BatchSource {
   int64_t vocab_size() const override { return kByteVocabSize; }
   int64_t num_tokens() const override { return static_cast<int64_t>(tokens_.size()); }
   std::string Describe() const override;
+  double UnigramEntropy() const override;
   const std::vector<int32_t>& tokens() const { return tokens_; }
 
  private:

@@ -2,6 +2,7 @@
 // a shard file, or a directory holding *.bin shards -> ShardSource; a
 // prepared dataset root (tokenizer.model + train/) -> error naming its
 // train/ and val/; anything else -> byte-level text (ByteTextSource).
+#include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -102,6 +103,24 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenValSource(const switchboard::Da
   auto options = OptionsFor(data, seed);
   if (!options.ok()) return options.status();
   return OpenPath(data.val_path(), *options, "data.val_path");
+}
+
+}  // namespace sb
+
+namespace sb {
+
+double BatchSource::UnigramEntropy() const { return std::nan(""); }
+
+double EntropyOfCounts(const std::vector<int64_t>& counts) {
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  double h = 0;
+  for (int64_t c : counts) {
+    if (c == 0) continue;
+    const double p = static_cast<double>(c) / total;
+    h -= p * std::log(p);
+  }
+  return h;
 }
 
 }  // namespace sb

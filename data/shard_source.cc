@@ -1,6 +1,7 @@
 #include "data/shard_source.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -217,6 +218,18 @@ std::string ShardSource::Describe() const {
                          num_tokens_ / 1e6, num_documents_, shards_.size(),
                          shards_.size() == 1 ? "" : "s", path_, header_.vocab_size,
                          HashHex(header_.tokenizer_hash));
+}
+
+double ShardSource::UnigramEntropy() const {
+  // One pass over the stream in 1M-token chunks (~10 ms per 3M tokens).
+  std::vector<int64_t> counts(static_cast<size_t>(vocab_size()), 0);
+  std::vector<int32_t> chunk(1 << 20);
+  for (int64_t begin = 0; begin < num_tokens_; begin += static_cast<int64_t>(chunk.size())) {
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(chunk.size()), num_tokens_ - begin);
+    if (!CopyTokens(begin, n, chunk.data()).ok()) return std::nan("");
+    for (int64_t i = 0; i < n; ++i) ++counts[static_cast<size_t>(chunk[i])];
+  }
+  return EntropyOfCounts(counts);
 }
 
 }  // namespace sb

@@ -42,6 +42,7 @@ class ShardSource : public BatchSource {
   int64_t vocab_size() const override { return static_cast<int64_t>(header_.vocab_size); }
   int64_t num_tokens() const override { return num_tokens_; }
   std::string Describe() const override;
+  double UnigramEntropy() const override;
 
   // Writes the window of sample `sample_index` (counting across epochs):
   // inputs[t] = window[t], targets[t] = window[t + 1], t < seq_len.

@@ -170,6 +170,11 @@ absl::Status Trainer::Run() {
               static_cast<int>(model_->MoeLayers().size()), model_options_.num_layers,
               model_options_.router.num_experts, model_options_.router.top_k);
   std::printf("data:  %s\n", train_data_->Describe().c_str());
+  const double unigram = train_data_->UnigramEntropy();
+  if (std::isfinite(unigram)) {
+    std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",
+                unigram);
+  }
   std::fflush(stdout);
   const double start = Now();
   double interval_start = start;
@@ -203,6 +208,7 @@ absl::Status Trainer::Run() {
       mean.router_entropy = interval_.router_entropy / interval_steps_;
       const double now = Now();
       LogStep(step, mean, val_loss, now - start, now - interval_start, interval_tokens);
+      last_loss_ = mean.loss;
       interval_ = StepMetrics();
       interval_steps_ = 0;
       interval_start = Now();  // excludes evaluation time from tokens/s
@@ -210,6 +216,10 @@ absl::Status Trainer::Run() {
     }
   }
   std::printf("done: %d steps in %s\n", static_cast<int>(train.steps()), FormatDuration(Now() - start).c_str());
+  if (std::isfinite(unigram) && std::isfinite(last_loss_)) {
+    std::printf("final training loss %.3f is %s the unigram entropy %.3f\n", last_loss_,
+                last_loss_ < unigram ? "below" : "NOT below", unigram);
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 // progress line. One process here; parallel/ adds ranks (DESIGN.md).
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -56,6 +57,7 @@ class Trainer {
   // Sums since the last log line.
   StepMetrics interval_;
   int interval_steps_ = 0;
+  double last_loss_ = NAN;  // mean loss of the last logged interval
 };
 
 }  // namespace sb
