@@ -40,6 +40,8 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size);
 
 // Text format of the config with every default made explicit (for run dirs).
 std::string ResolvedConfigText(const TrainConfig& config);
+// The config with every unset singular field set to its default (checkpoints).
+TrainConfig ResolvedConfig(const TrainConfig& config);
 
 // [num_layers] true where block i is an MoE layer (moe_layers or interval).
 std::vector<bool> MoeLayerMask(const TrainConfig& config);

@@ -120,9 +120,14 @@ absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path) {
   return ParseConfigText(text, path);
 }
 
-std::string ResolvedConfigText(const TrainConfig& config) {
+TrainConfig ResolvedConfig(const TrainConfig& config) {
   TrainConfig resolved = config;
   FillDefaults(&resolved);
+  return resolved;
+}
+
+std::string ResolvedConfigText(const TrainConfig& config) {
+  const TrainConfig resolved = ResolvedConfig(config);
   std::string text;
   pb::TextFormat::Printer printer;
   printer.PrintToString(resolved, &text);
