@@ -17,6 +17,9 @@ using switchboard::TrainConfig;
 // unreadable files are errors naming the file, line and field.
 absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path);
 absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin);
+// The same rules for any message of switchboard.proto (checkpoints' TrainerState).
+absl::Status ParseTextMessage(const std::string& text, const std::string& origin,
+                              google::protobuf::Message* message);
 
 // Applies "a.b.c=value" through protobuf reflection. Scalars (numbers, bools,
 // strings, enum names) are replaced; a repeated field takes a comma-separated

@@ -83,18 +83,25 @@ void FillDefaults(pb::Message* message) {
 
 }  // namespace
 
-absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin) {
+absl::Status ParseTextMessage(const std::string& text, const std::string& origin,
+                              pb::Message* message) {
   OriginErrorCollector errors(origin);
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   // Parse (not Merge): a singular field given twice is an error, not "last wins".
-  TrainConfig config;
-  if (!parser.ParseFromString(text, &config)) {
+  if (!parser.ParseFromString(text, message)) {
     if (errors.errors().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(origin, ": not a valid TrainConfig"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": not a valid ", message->GetDescriptor()->name()));
     }
     return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "\n"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin) {
+  TrainConfig config;
+  if (absl::Status s = ParseTextMessage(text, origin, &config); !s.ok()) return s;
   return config;
 }
 
