@@ -283,8 +283,9 @@ absl::Status SaveCheckpoint(const std::string& run_dir, switchboard::TrainerStat
   if (!topology.AllOk(mine.ok())) {
     std::error_code ec;
     if (chief) fs::remove_all(tmp, ec);
-    return mine.ok() ? absl::AbortedError(absl::StrCat(what, ": rank 0 could not prepare ",
-                                                       tmp.string(), " (see its error)"))
+    return mine.ok() ? absl::AbortedError(absl::StrCat(
+                           what, ": another rank failed to start the save (see its error); "
+                                 "nothing was published"))
                      : mine;
   }
   // Phase 2.
@@ -304,8 +305,8 @@ absl::Status SaveCheckpoint(const std::string& run_dir, switchboard::TrainerStat
     if (!mine.ok()) fs::remove_all(tmp, ec);  // no-op once renamed
   }
   if (!topology.AllOk(mine.ok())) {
-    return mine.ok() ? absl::AbortedError(absl::StrCat(what, ": rank 0 could not publish it "
-                                                             "(see its error)"))
+    return mine.ok() ? absl::AbortedError(absl::StrCat(
+                           what, ": another rank (rank 0) failed to publish it (see its error)"))
                      : mine;
   }
   if (chief) {
