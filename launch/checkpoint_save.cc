@@ -13,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -170,17 +171,31 @@ absl::Status WriteTrainerState(const fs::path& path, const switchboard::TrainerS
 
 // tmp becomes final in one rename. An existing final (from a run that went
 // past this step and was resumed from an earlier checkpoint) is swapped out
-// atomically, then deleted.
+// atomically, then deleted. Where the filesystem cannot swap (EINVAL: some
+// NFS servers), the old one is deleted first, unless `latest` names it.
 absl::Status Publish(const fs::path& tmp, const fs::path& final_dir) {
   std::error_code ec;
   if (fs::exists(final_dir, ec)) {
-    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0)
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) == 0) {
+      fs::remove_all(tmp, ec);  // the old step_N, now under the temp name
+      return SyncParentDir(final_dir.string());
+    }
+    const int err = errno;
+    absl::StatusOr<std::string> latest =
+        ReadSmallFile((final_dir.parent_path() / "latest").string(), 4096);
+    const bool named = latest.ok() && absl::StripAsciiWhitespace(*latest) ==
+                                          final_dir.filename().string();
+    if ((err != EINVAL && err != ENOSYS && err != EOPNOTSUPP) || named) {
+      errno = err;
       return ErrnoError(final_dir.string(), absl::StrCat("swap in ", tmp.string()));
-    fs::remove_all(tmp, ec);  // the old step_N, now under the temp name
-  } else {
-    fs::rename(tmp, final_dir, ec);
-    if (ec) return FsError(tmp.string(), "rename to step directory", ec);
+    }
+    if (absl::Status s = RemoveTree(final_dir, ".trash_" + final_dir.filename().string());
+        !s.ok()) {
+      return s;
+    }
   }
+  fs::rename(tmp, final_dir, ec);
+  if (ec) return FsError(tmp.string(), "rename to step directory", ec);
   return SyncParentDir(final_dir.string());
 }
 
@@ -195,7 +210,8 @@ absl::Status Prune(const fs::path& root, int64_t step, int keep_last) {
     const std::string name = e.path().filename().string();
     if (name.rfind(".tmp_step_", 0) == 0 || name.rfind(".trash_", 0) == 0) stale.push_back(e.path());
     const std::optional<int64_t> n = ParseStepDirName(name);
-    if (n && *n <= step && e.is_directory(ec)) steps.push_back(*n);
+    std::error_code type_ec;
+    if (n && *n <= step && e.is_directory(type_ec)) steps.push_back(*n);
   }
   if (ec) return FsError(root.string(), "list", ec);
   for (const fs::path& p : stale) fs::remove_all(p, ec);

@@ -132,11 +132,13 @@ absl::Status Trainer::HandleSkippedStep(int64_t step, const StepMetrics& m) {
   ++nonfinite_streak_;
   ++skipped_steps_;
   const int limit = config_.checkpoint().max_nonfinite_steps();
-  std::printf("step %5d/%d | non-finite loss %g or gradient norm %g: update skipped (%d in a row, "
-              "limit %d)\n",
-              static_cast<int>(step + 1), static_cast<int>(config_.train().steps()), m.loss,
-              m.grad_norm, nonfinite_streak_, limit);
-  std::fflush(stdout);
+  if (topology_.rank == 0) {
+    std::printf("step %5d/%d | non-finite loss %g or gradient norm %g: update skipped (%d in a "
+                "row, limit %d)\n",
+                static_cast<int>(step + 1), static_cast<int>(config_.train().steps()), m.loss,
+                m.grad_norm, nonfinite_streak_, limit);
+    std::fflush(stdout);
+  }
   JsonRecord rec;
   rec.Add("step", step + 1).Add("loss", m.loss).Add("grad_norm", m.grad_norm).Add("lr", m.lr);
   rec.Add("skipped", int64_t{1});
