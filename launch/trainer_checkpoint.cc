@@ -1,8 +1,10 @@
 // The trainer's side of checkpoints: what it saves (TrainerState) and how a
 // resumed run picks up its step, data cursor and counters. The directory
 // protocol itself is launch/checkpoint.h.
+#include <chrono>
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "launch/trainer.h"
 
 namespace sb {
@@ -30,7 +32,20 @@ switchboard::TrainerState Trainer::CaptureState(int64_t step) const {
 absl::Status Trainer::WriteCheckpoint(int64_t step) {
   CheckpointSaveOptions options;
   options.keep_last = config_.checkpoint().keep_last();
-  return SaveCheckpoint(run_dir_, CaptureState(step), *model_, *optimizer_, topology_, options);
+  const auto start = std::chrono::steady_clock::now();
+  absl::Status s =
+      sb::SaveCheckpoint(run_dir_, CaptureState(step), *model_, *optimizer_, topology_, options);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("checkpoint at step ", step, " failed (the previous "
+                                               "one is intact): ", s.message()));
+  }
+  if (topology_.rank == 0) {
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    std::printf("checkpoint: %s/%s (%.1f s)\n", CheckpointsDir(run_dir_).c_str(),
+                StepDirName(step).c_str(), took.count());
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Trainer::Resume() {
