@@ -17,6 +17,9 @@ using switchboard::TrainConfig;
 // unreadable files are errors naming the file, line and field.
 absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path);
 absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin);
+// The same rules for any message of switchboard.proto (checkpoints' TrainerState).
+absl::Status ParseTextMessage(const std::string& text, const std::string& origin,
+                              google::protobuf::Message* message);
 
 // Applies "a.b.c=value" through protobuf reflection. Scalars (numbers, bools,
 // strings, enum names) are replaced; a repeated field takes a comma-separated
@@ -40,6 +43,8 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size);
 
 // Text format of the config with every default made explicit (for run dirs).
 std::string ResolvedConfigText(const TrainConfig& config);
+// The config with every unset singular field set to its default (checkpoints).
+TrainConfig ResolvedConfig(const TrainConfig& config);
 
 // [num_layers] true where block i is an MoE layer (moe_layers or interval).
 std::vector<bool> MoeLayerMask(const TrainConfig& config);

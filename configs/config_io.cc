@@ -83,18 +83,25 @@ void FillDefaults(pb::Message* message) {
 
 }  // namespace
 
-absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin) {
+absl::Status ParseTextMessage(const std::string& text, const std::string& origin,
+                              pb::Message* message) {
   OriginErrorCollector errors(origin);
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
   // Parse (not Merge): a singular field given twice is an error, not "last wins".
-  TrainConfig config;
-  if (!parser.ParseFromString(text, &config)) {
+  if (!parser.ParseFromString(text, message)) {
     if (errors.errors().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(origin, ": not a valid TrainConfig"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": not a valid ", message->GetDescriptor()->name()));
     }
     return absl::InvalidArgumentError(absl::StrJoin(errors.errors(), "\n"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin) {
+  TrainConfig config;
+  if (absl::Status s = ParseTextMessage(text, origin, &config); !s.ok()) return s;
   return config;
 }
 
@@ -120,9 +127,14 @@ absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path) {
   return ParseConfigText(text, path);
 }
 
-std::string ResolvedConfigText(const TrainConfig& config) {
+TrainConfig ResolvedConfig(const TrainConfig& config) {
   TrainConfig resolved = config;
   FillDefaults(&resolved);
+  return resolved;
+}
+
+std::string ResolvedConfigText(const TrainConfig& config) {
+  const TrainConfig resolved = ResolvedConfig(config);
   std::string text;
   pb::TextFormat::Printer printer;
   printer.PrintToString(resolved, &text);

@@ -224,6 +224,7 @@ void CheckTrain(const TrainConfig& config, Violations* v) {
 void CheckCheckpoint(const TrainConfig& config, Violations* v) {
   v->AtLeast("checkpoint.every_steps", config.checkpoint().every_steps(), 0);
   v->AtLeast("checkpoint.keep_last", config.checkpoint().keep_last(), 0);
+  v->AtLeast("checkpoint.max_nonfinite_steps", config.checkpoint().max_nonfinite_steps(), 1);
 }
 
 }  // namespace

@@ -151,6 +151,8 @@ const RuleCase kRuleCases[] = {
     // checkpoint
     {"CheckpointEvery", {"checkpoint.every_steps=-1"}, "checkpoint.every_steps"},
     {"KeepLast", {"checkpoint.keep_last=-1"}, "checkpoint.keep_last"},
+    {"MaxNonfiniteSteps", {"checkpoint.max_nonfinite_steps=0"},
+     "checkpoint.max_nonfinite_steps = 0 must be >= 1"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, ValidateRule, ::testing::ValuesIn(kRuleCases),

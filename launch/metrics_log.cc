@@ -3,10 +3,14 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "moe/io/file_util.h"
+#include "nlohmann/json.hpp"
 
 namespace sb {
 
@@ -48,6 +52,25 @@ void MetricsLog::Write(const JsonRecord& record) {
   if (!file_) return;
   std::fprintf(file_, "%s\n", record.ToString().c_str());
   std::fflush(file_);
+}
+
+absl::Status TrimMetricsLog(const std::string& path, int64_t max_step) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return absl::OkStatus();
+  std::ifstream in(path);
+  if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read ", path));
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!record.is_object()) continue;
+    const auto step = record.find("step");
+    if (step == record.end() || !step->is_number() || step->get<double>() > max_step) continue;
+    kept += line + "\n";
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return ReplaceFileAtomically(path, [&](int fd, const std::string& tmp) {
+    return WriteAll(fd, kept.data(), kept.size(), tmp);
+  });
 }
 
 std::string FormatDuration(double seconds) {

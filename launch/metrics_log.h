@@ -34,6 +34,12 @@ class MetricsLog {
   std::FILE* file_ = nullptr;
 };
 
+// Drops the records of `path` whose "step" is above max_step (and lines
+// that are not JSON objects with a numeric step, such as a line cut off by a
+// crash), so that a resumed run does not repeat steps. The file is replaced
+// atomically; a missing file is fine.
+absl::Status TrimMetricsLog(const std::string& path, int64_t max_step);
+
 // "12m03s", "1h02m", "45s"
 std::string FormatDuration(double seconds);
 

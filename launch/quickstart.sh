@@ -10,4 +10,7 @@ bash launch/install_deps.sh
 bash launch/build.sh
 bash launch/prepare_default_data.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-exec ./build/launch/switchboard train --config configs/tiny.textproto --run_dir runs/tiny "$@"
+# A new run directory each time: an existing run is never overwritten (resume
+# one with: switchboard train --config configs/tiny.textproto --run_dir DIR --resume).
+run_dir=runs/tiny-$(date +%Y%m%d-%H%M%S)
+exec ./build/launch/switchboard train --config configs/tiny.textproto --run_dir "$run_dir" "$@"

@@ -64,12 +64,27 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     std::error_code ec;
     std::filesystem::create_directories(run_dir, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run_dir ", run_dir, ": ", ec.message()));
-    std::ofstream out(run_dir + "/config.textproto");
-    out << ResolvedConfigText(config);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", run_dir, "/config.textproto"));
-    if (absl::Status s = t->metrics_.Open(run_dir + "/metrics.jsonl", false); !s.ok()) return s;
   }
   return t;
+}
+
+// Written by Run, not Create: a resume that fails must leave the run
+// directory's files as they were.
+absl::Status Trainer::OpenRunFiles() {
+  if (run_dir_.empty()) return absl::OkStatus();
+  if (!resumed_ && HasCheckpoint(run_dir_)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        CheckpointsDir(run_dir_), "/latest exists: pass --resume to continue that run, or choose "
+        "another --run_dir"));
+  }
+  std::ofstream out(run_dir_ + "/config.textproto");
+  out << ResolvedConfigText(config_);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", run_dir_, "/config.textproto"));
+  const std::string metrics = run_dir_ + "/metrics.jsonl";
+  if (resumed_) {
+    if (absl::Status s = TrimMetricsLog(metrics, start_step_); !s.ok()) return s;
+  }
+  return metrics_.Open(metrics, /*append=*/resumed_);
 }
 
 absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
@@ -82,7 +97,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   for (int a = 0; a < accum; ++a) {
     // Global micro-batch j reads the same samples whatever the layout.
     const int64_t j = int64_t{a} * world + rank;
-    if (absl::Status s = train_data_->Read(step * micro_batches + j, train.micro_batch_size(),
+    if (absl::Status s = train_data_->Read(FirstMicroBatch(step) + j, train.micro_batch_size(),
                                            train.seq_len(), &batch_);
         !s.ok()) {
       return s;
@@ -103,17 +118,41 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
     }
     if (layers) m.router_entropy += entropy / layers / accum;
   }
+  if (gradient_hook_) gradient_hook_(step, *model_);
   const std::vector<Parameter*> params = model_->Parameters();
   m.grad_norm = std::sqrt(GradSquaredNorm(params));
+  m.lr = LearningRate(config_.schedule(), config_.optimizer().lr(), step, train.steps());
   if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
-    return absl::InternalError(absl::StrFormat(
-        "step %d: non-finite loss %g or gradient norm %g; lower optimizer.lr or check the data",
-        step, m.loss, m.grad_norm));
+    m.skipped = true;  // Run logs it and counts the streak
+    model_->ZeroGrad();
+    return m;
   }
   ClipGradients(params, m.grad_norm, config_.optimizer().grad_clip());
-  m.lr = LearningRate(config_.schedule(), config_.optimizer().lr(), step, train.steps());
   optimizer_->Step(m.lr);
   return m;
+}
+
+absl::Status Trainer::HandleSkippedStep(int64_t step, const StepMetrics& m) {
+  ++nonfinite_streak_;
+  ++skipped_steps_;
+  const int limit = config_.checkpoint().max_nonfinite_steps();
+  if (topology_.rank == 0) {
+    std::printf("step %5d/%d | non-finite loss %g or gradient norm %g: update skipped (%d in a "
+                "row, limit %d)\n",
+                static_cast<int>(step + 1), static_cast<int>(config_.train().steps()), m.loss,
+                m.grad_norm, nonfinite_streak_, limit);
+    std::fflush(stdout);
+  }
+  JsonRecord rec;
+  rec.Add("step", step + 1).Add("loss", m.loss).Add("grad_norm", m.grad_norm).Add("lr", m.lr);
+  rec.Add("skipped", int64_t{1});
+  metrics_.Write(rec);
+  if (nonfinite_streak_ < limit) return absl::OkStatus();
+  return absl::InternalError(absl::StrFormat(
+      "stopping at step %d: %d steps in a row had a non-finite loss or gradient norm "
+      "(checkpoint.max_nonfinite_steps = %d); lower optimizer.lr, lengthen "
+      "schedule.warmup_steps or check the data, then resume from the last checkpoint",
+      step + 1, nonfinite_streak_, limit));
 }
 
 absl::StatusOr<double> Trainer::Evaluate() {
@@ -138,7 +177,8 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
                       double interval_s, int64_t interval_tokens) {
   const int64_t steps = config_.train().steps();
   const double tokens_per_s = interval_s > 0 ? interval_tokens / interval_s : 0.0;
-  const double eta = (step + 1) < steps ? elapsed / (step + 1) * (steps - step - 1) : 0.0;
+  const double eta =
+      (step + 1) < steps ? elapsed / (step + 1 - start_step_) * (steps - step - 1) : 0.0;
   std::string line = absl::StrFormat(
       "step %5d/%d | loss %.4f | aux %.4f | z %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | "
       "%.2f GFLOP/s | drop %.2f%% | eta %s",
@@ -164,6 +204,7 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
 
 absl::Status Trainer::Run() {
   const auto& train = config_.train();
+  if (absl::Status s = OpenRunFiles(); !s.ok()) return s;
   std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
               model_->NumParameters() / 1e6,
               flops_per_token_ / 6e6,
@@ -179,17 +220,24 @@ absl::Status Trainer::Run() {
   const double start = Now();
   double interval_start = start;
   int64_t interval_tokens = 0;
-  for (int64_t step = 0; step < train.steps(); ++step) {
+  for (int64_t step = start_step_; step < train.steps(); ++step) {
     auto m = TrainStep(step);
     if (!m.ok()) return m.status();
     interval_tokens += m->tokens;
-    // Losses are averaged over the steps since the last log line.
-    interval_.loss += m->loss;
-    interval_.aux_loss += m->aux_loss;
-    interval_.z_loss += m->z_loss;
-    interval_.dropped_fraction += m->dropped_fraction;
-    interval_.router_entropy += m->router_entropy;
-    ++interval_steps_;
+    tokens_seen_ += m->tokens;
+    if (step_observer_) step_observer_(step, *m);
+    if (m->skipped) {
+      if (absl::Status s = HandleSkippedStep(step, *m); !s.ok()) return s;
+    } else {
+      nonfinite_streak_ = 0;
+      // Losses are averaged over the steps since the last log line.
+      interval_.loss += m->loss;
+      interval_.aux_loss += m->aux_loss;
+      interval_.z_loss += m->z_loss;
+      interval_.dropped_fraction += m->dropped_fraction;
+      interval_.router_entropy += m->router_entropy;
+      ++interval_steps_;
+    }
     const bool last = step + 1 == train.steps();
     const bool log = (step + 1) % train.log_every() == 0 || last;
     const bool eval = val_data_ && ((train.eval_every() > 0 && (step + 1) % train.eval_every() == 0) || last);
@@ -199,13 +247,15 @@ absl::Status Trainer::Run() {
       if (!v.ok()) return v.status();
       val_loss = *v;
     }
-    if (log || eval) {
+    if ((log && interval_steps_ > 0) || eval) {
+      // NaN (null in metrics.jsonl) when every step since the last line was skipped.
+      const double n = interval_steps_ > 0 ? interval_steps_ : NAN;
       StepMetrics mean = *m;
-      mean.loss = interval_.loss / interval_steps_;
-      mean.aux_loss = interval_.aux_loss / interval_steps_;
-      mean.z_loss = interval_.z_loss / interval_steps_;
-      mean.dropped_fraction = interval_.dropped_fraction / interval_steps_;
-      mean.router_entropy = interval_.router_entropy / interval_steps_;
+      mean.loss = interval_.loss / n;
+      mean.aux_loss = interval_.aux_loss / n;
+      mean.z_loss = interval_.z_loss / n;
+      mean.dropped_fraction = interval_.dropped_fraction / n;
+      mean.router_entropy = interval_.router_entropy / n;
       const double now = Now();
       LogStep(step, mean, val_loss, now - start, now - interval_start, interval_tokens);
       last_loss_ = mean.loss;
@@ -214,8 +264,13 @@ absl::Status Trainer::Run() {
       interval_start = Now();  // excludes evaluation time from tokens/s
       interval_tokens = 0;
     }
+    const int every = config_.checkpoint().every_steps();
+    if (!run_dir_.empty() && (last || (every > 0 && (step + 1) % every == 0))) {
+      if (absl::Status s = WriteCheckpoint(step + 1); !s.ok()) return s;
+    }
   }
-  std::printf("done: %d steps in %s\n", static_cast<int>(train.steps()), FormatDuration(Now() - start).c_str());
+  std::printf("done: %d steps in %s\n", static_cast<int>(train.steps() - start_step_),
+              FormatDuration(Now() - start).c_str());
   if (std::isfinite(unigram) && std::isfinite(last_loss_)) {
     std::printf("final training loss %.3f is %s the unigram entropy %.3f\n", last_loss_,
                 last_loss_ < unigram ? "below" : "NOT below", unigram);

@@ -63,6 +63,40 @@ expect_fail 2 "model.layers" "$bin" forward --config "$src/tests/golden/llama_de
   --weights "${golden}_weights.safetensors" --tokens "${golden}_golden.safetensors" --out "$tmp/o.safetensors"
 [ -e "$tmp/o.safetensors" ] && { echo "FAIL: a failed forward wrote its output"; failures=$((failures + 1)); }
 
+# Checkpoints: 4 steps in one go == 2 steps, save, `train --resume`, 2 more
+# (byte-identical files); resume errors exit 2 naming the file or field.
+corpus=$tmp/corpus.txt
+for i in $(seq 1 300); do echo "The quick brown fox $((i % 7)) jumps over the lazy dog."; done >"$corpus"
+tiny=(--config "$src/configs/tiny.textproto" --set model.vocab_size=257 --set model.d_model=32
+      --set model.num_layers=2 --set model.ffn_dim=64 --set model.expert_ffn_dim=32
+      --set moe.num_experts=4 --set train.micro_batch_size=2 --set train.seq_len=16
+      --set train.steps=4 --set train.log_every=1 --set data.train_path="$corpus"
+      --set data.val_path= --set checkpoint.every_steps=2 --set checkpoint.keep_last=0)
+"$bin" train "${tiny[@]}" --run_dir "$tmp/ck_a" >/dev/null || { echo "FAIL: train with checkpoints"; failures=$((failures + 1)); }
+mkdir -p "$tmp/ck_b/checkpoints"
+cp -r "$tmp/ck_a/checkpoints/step_2" "$tmp/ck_b/checkpoints/"
+echo step_2 >"$tmp/ck_b/checkpoints/latest"
+"$bin" train "${tiny[@]}" --run_dir "$tmp/ck_b" --resume >"$tmp/out" 2>&1 || {
+  echo "FAIL: train --resume"; cat "$tmp/out"; failures=$((failures + 1)); }
+for f in model-00001-of-00001.safetensors optimizer-00001-of-00001.safetensors trainer_state.textproto; do
+  cmp -s "$tmp/ck_a/checkpoints/step_4/$f" "$tmp/ck_b/checkpoints/step_4/$f" || {
+    echo "FAIL: resumed run's step_4/$f differs from the uninterrupted run's"; failures=$((failures + 1)); }
+done
+expect_fail 2 "pass --resume" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_a"
+expect_fail 2 "no checkpoint to resume from" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_none" --resume
+[ -e "$tmp/ck_none" ] && { echo "FAIL: a failed --resume created its run dir"; failures=$((failures + 1)); }
+expect_fail 2 "model.d_model = 32 in the checkpoint, 64" "$bin" train "${tiny[@]}" --set model.d_model=64 \
+  --run_dir "$tmp/ck_a" --resume
+expect_fail 2 "optimizer.name" "$bin" train "${tiny[@]}" --set optimizer.name=ADAFACTOR --run_dir "$tmp/ck_a" --resume
+head -c 300 "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors" >"$tmp/cut"
+mv "$tmp/cut" "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors"
+expect_fail 2 "model-00001-of-00001.safetensors" "$bin" train "${tiny[@]}" --set train.steps=6 \
+  --run_dir "$tmp/ck_b" --resume
+echo step_77 >"$tmp/ck_b/checkpoints/latest"
+expect_fail 2 "names step_77" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_b" --resume
+expect_fail 1 "steps in a row had a non-finite loss" "$bin" train "${tiny[@]}" --set optimizer.lr=1e30 \
+  --set checkpoint.max_nonfinite_steps=2 --run_dir "$tmp/ck_nan"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures CLI checks failed"
   exit 1

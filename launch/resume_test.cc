@@ -1,0 +1,228 @@
+// Trainer-level checkpoints: 2K steps in one go versus K steps, a save, a
+// resume in a FRESH trainer and K more give bitwise-identical losses,
+// parameters, optimizer state and checkpoint files; a resume with another
+// grad_accum continues the data cursor; a failed resume changes no file;
+// non-finite steps are skipped, logged and stop the run after
+// checkpoint.max_nonfinite_steps in a row (the streak survives a resume).
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "data/batch_source.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "launch/trainer.h"
+#include "moe/io/model_weights.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/files.h"
+
+namespace sb {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class Resume : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // A small made-up corpus (byte level): deterministic, no downloads.
+    std::string text;
+    for (int i = 0; i < 600; ++i)
+      text += "The quick brown fox " + std::to_string(i * 7 % 13) + " jumps over the lazy dog.\n";
+    testing::WriteBytes(dir_.Path("corpus.txt"), text);
+    auto config = ParseConfigText(
+        "model { vocab_size: 257 d_model: 16 num_layers: 2 num_heads: 2 num_kv_heads: 1 "
+        "ffn_dim: 32 expert_ffn_dim: 16 max_seq_len: 32 }\n"
+        "moe { num_experts: 4 top_k: 2 router_jitter_eps: 0.05 }\n"
+        "train { steps: 8 micro_batch_size: 2 seq_len: 16 grad_accum_steps: 2 log_every: 1 "
+        "seed: 7 }\n"
+        "optimizer { lr: 1e-2 }\nschedule { warmup_steps: 2 }\n"
+        "checkpoint { every_steps: 4 keep_last: 0 }\n",
+        "test");
+    ASSERT_TRUE(config.ok()) << config.status();
+    config_ = *config;
+    config_.mutable_data()->set_train_path(dir_.Path("corpus.txt"));
+  }
+
+  struct Outcome {
+    std::map<int64_t, StepMetrics> steps;
+    std::string weights, state;  // bytes of every parameter / optimizer state tensor
+  };
+
+  std::unique_ptr<Trainer> Make(const std::string& run, const TrainConfig& config) {
+    auto t = Trainer::Create(config, run.empty() ? "" : dir_.Path(run));
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? *std::move(t) : nullptr;
+  }
+
+  // Runs `t` to the end, recording every step.
+  static absl::Status RunAll(Trainer& t, Outcome* out) {
+    t.set_step_observer([out](int64_t step, const StepMetrics& m) { out->steps[step] = m; });
+    absl::Status s = t.Run();
+    for (const auto& [name, tensor] : NamedModelWeights(t.model()))
+      out->weights.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
+    for (const auto& [name, tensor] : t.optimizer().State())
+      out->state.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
+    return s;
+  }
+
+  std::string Ckpt(const std::string& run, int64_t step) {
+    return CheckpointsDir(dir_.Path(run)) + "/step_" + std::to_string(step);
+  }
+
+  testing::TempDir dir_;
+  TrainConfig config_;
+};
+
+TEST_F(Resume, KStepsSaveResumeKStepsIsBitwiseIdenticalToTwoK) {
+  Outcome whole, resumed;
+  auto a = Make("a", config_);
+  ASSERT_TRUE(RunAll(*a, &whole).ok());
+  ASSERT_EQ(whole.steps.size(), 8u);
+
+  auto b = Make("b", config_);  // a fresh trainer, as in a new process
+  ASSERT_TRUE(b->ResumeFrom(Ckpt("a", 4)).ok());
+  EXPECT_EQ(b->start_step(), 4);
+  ASSERT_TRUE(RunAll(*b, &resumed).ok());
+  ASSERT_EQ(resumed.steps.size(), 4u);
+  for (int64_t step = 4; step < 8; ++step) {
+    EXPECT_EQ(resumed.steps[step].loss, whole.steps[step].loss) << "step " << step;
+    EXPECT_EQ(resumed.steps[step].grad_norm, whole.steps[step].grad_norm) << "step " << step;
+  }
+  EXPECT_TRUE(resumed.weights == whole.weights) << "final parameters differ";
+  EXPECT_TRUE(resumed.state == whole.state) << "final optimizer state differs";
+  for (const char* f : {"model-00001-of-00001.safetensors", "optimizer-00001-of-00001.safetensors",
+                        "trainer_state.textproto"}) {
+    EXPECT_EQ(testing::ReadBytes(Ckpt("b", 8) + "/" + f), testing::ReadBytes(Ckpt("a", 8) + "/" + f))
+        << f;
+  }
+}
+
+TEST_F(Resume, FromLatestInPlaceTrimsTheMetricsLog) {
+  auto a = Make("a", config_);
+  ASSERT_TRUE(a->Run().ok());
+  // Pretend the run died after step 8 was trained but before it was saved.
+  fs::copy(dir_.Path("a"), dir_.Path("c"), fs::copy_options::recursive);
+  testing::WriteBytes(CheckpointsDir(dir_.Path("c")) + "/latest", "step_4\n");
+  fs::remove_all(Ckpt("c", 8));
+  auto c = Make("c", config_);
+  ASSERT_TRUE(c->Resume().ok());
+  ASSERT_TRUE(c->Run().ok());
+  std::ifstream log(dir_.Path("c") + "/metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(log, line);) steps.push_back(nlohmann::json::parse(line)["step"]);
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(testing::ReadBytes(Ckpt("c", 8) + "/model-00001-of-00001.safetensors"),
+            testing::ReadBytes(Ckpt("a", 8) + "/model-00001-of-00001.safetensors"));
+}
+
+TEST_F(Resume, AnotherGradAccumContinuesTheDataCursor) {
+  auto a = Make("a", config_);
+  ASSERT_TRUE(a->Run().ok());
+  TrainConfig single = config_;
+  single.mutable_train()->set_grad_accum_steps(1);
+  // A saved 4 steps x 2 micro-batches: the next unconsumed one is 8, not 4 * 1.
+  auto b = Make("b", single);
+  ASSERT_TRUE(b->ResumeFrom(Ckpt("a", 4)).ok());
+  EXPECT_EQ(b->FirstMicroBatch(4), 8);
+  EXPECT_EQ(b->FirstMicroBatch(5), 9);
+  // Step 4's loss is that of micro-batch 8 on the restored model.
+  auto probe = Make("", single);
+  ASSERT_TRUE(probe->ResumeFrom(Ckpt("a", 4)).ok());
+  auto source = OpenBatchSource(single.data().train_path(), single.train().seed());
+  ASSERT_TRUE(source.ok());
+  Batch batch;
+  ASSERT_TRUE((*source)->Read(8, 2, 16, &batch).ok());
+  const double want = probe->model().Forward(batch.inputs, batch.targets, StepContext{true, 7, 4, 0}).loss;
+  Outcome out;
+  ASSERT_TRUE(RunAll(*b, &out).ok());
+  EXPECT_EQ(out.steps[4].loss, want);
+  auto state = ReadTrainerState(Ckpt("b", 8));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->micro_batches_consumed(), 8 + 4);
+  EXPECT_EQ(state->tokens_seen(), (8 + 4) * 2 * 16);
+  EXPECT_EQ(state->layout().grad_accum_steps(), 1);
+}
+
+std::map<std::string, std::string> Snapshot(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) files[e.path().string()] = testing::ReadBytes(e.path().string());
+  return files;
+}
+
+TEST_F(Resume, FailedResumeOrFreshStartChangesNoFile) {
+  auto a = Make("a", config_);
+  ASSERT_TRUE(a->Run().ok());
+  const auto before = Snapshot(dir_.Path("a"));
+  TrainConfig other = config_;
+  other.mutable_model()->set_d_model(32);
+  auto b = Make("a", other);
+  const absl::Status s = b->Resume();
+  EXPECT_THAT(s.message(), HasSubstr("model.d_model = 16 in the checkpoint, 32 in the config"));
+  EXPECT_THAT(s.message(), HasSubstr("step_8/trainer_state.textproto"));
+  auto c = Make("a", config_);
+  EXPECT_THAT(c->Run().message(), HasSubstr("pass --resume"));
+  EXPECT_EQ(Snapshot(dir_.Path("a")), before);
+}
+
+// NaN in one gradient element at the chosen steps.
+void PoisonAt(Trainer& t, std::function<bool(int64_t)> when) {
+  t.set_gradient_hook([when](int64_t step, Model& model) {
+    if (when(step)) model.Parameters()[0]->grad.data<float>()[0] = NAN;
+  });
+}
+
+TEST_F(Resume, NonFiniteStepIsSkippedAndLogged) {
+  auto t = Make("a", config_);
+  PoisonAt(*t, [](int64_t step) { return step == 2; });
+  std::map<int64_t, std::string> weights;
+  t->set_step_observer([&](int64_t step, const StepMetrics& m) {
+    EXPECT_EQ(m.skipped, step == 2) << step;
+    for (const auto& [name, tensor] : NamedModelWeights(t->model()))
+      weights[step].append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
+  });
+  ASSERT_TRUE(t->Run().ok());
+  EXPECT_TRUE(weights[2] == weights[1]) << "the skipped step changed the parameters";
+  EXPECT_FALSE(weights[3] == weights[2]) << "training did not continue";
+  EXPECT_EQ(t->optimizer().step(), 7);
+  const std::string log = testing::ReadBytes(dir_.Path("a") + "/metrics.jsonl");
+  EXPECT_THAT(log, HasSubstr("{\"step\": 3, \"loss\": "));
+  EXPECT_THAT(log, HasSubstr("\"grad_norm\": null, \"lr\": 0.0093971143, \"skipped\": 1}"));
+  auto state = ReadTrainerState(Ckpt("a", 8));
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->skipped_steps(), 1);
+  EXPECT_EQ(state->optimizer_step(), 7);
+}
+
+TEST_F(Resume, StopsAfterMaxNonfiniteStepsInARowAndTheStreakSurvivesAResume) {
+  TrainConfig config = config_;
+  config.mutable_checkpoint()->set_max_nonfinite_steps(3);
+  auto t = Make("a", config);
+  PoisonAt(*t, [](int64_t step) { return step >= 3; });
+  Outcome out;
+  const absl::Status s = RunAll(*t, &out);
+  EXPECT_THAT(s.message(), HasSubstr("stopping at step 6: 3 steps in a row had a non-finite loss"));
+  EXPECT_THAT(s.message(), HasSubstr("checkpoint.max_nonfinite_steps = 3"));
+  EXPECT_EQ(out.steps.size(), 6u);
+  // step_4 was saved after the first skipped step; it carries the streak.
+  auto latest = LatestCheckpoint(dir_.Path("a"));
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(*latest, Ckpt("a", 4));
+  EXPECT_EQ(ReadTrainerState(*latest)->nonfinite_streak(), 1);
+  auto r = Make("a", config);
+  ASSERT_TRUE(r->Resume().ok());
+  PoisonAt(*r, [](int64_t) { return true; });
+  EXPECT_THAT(r->Run().message(), HasSubstr("stopping at step 6: 3 steps in a row"));
+}
+
+TEST_F(Resume, AbsurdLearningRateStopsTheRun) {
+  TrainConfig config = config_;
+  config.mutable_optimizer()->set_lr(1e30);
+  config.mutable_checkpoint()->set_max_nonfinite_steps(2);
+  auto t = Make("", config);
+  EXPECT_THAT(t->Run().message(), HasSubstr("2 steps in a row had a non-finite loss"));
+}
+
+}  // namespace
+}  // namespace sb
