@@ -1,4 +1,4 @@
-// A tiny MPI program for the failure tests (tests/mpi/failure_test.sh):
+// A tiny MPI program for the failure tests (tests/mpi/job_test.sh):
 // rank 1 misbehaves while every other rank waits in a collective, and the
 // job must end quickly with a message naming rank 1 and its host.
 //   abort_probe check  rank 1 fails an SB_CHECK (fatal hook -> MPI_Abort)

@@ -3,7 +3,8 @@
 // values, gradient norms and parameters of ONE process that accumulates
 // gradients over the same micro-batches (world * grad_accum = 4 micro-batches
 // per step everywhere), with capacity dropping active and dropless routing,
-// router jitter on and clipping active. Expert parameters are compared by
+// router jitter on and clipping active; evaluation spread over the ranks
+// gives the one-process validation loss. Expert parameters are compared by
 // global expert id (this rank's shard against the reference's rows).
 //
 // One mpirun job runs every layout that fits its world: the ranks split into
@@ -98,13 +99,16 @@ TrainConfig TinyConfig(double capacity_factor, int accum, int ep) {
   c.mutable_optimizer()->set_grad_clip(1.0);
   c.mutable_schedule()->set_kind(switchboard::ScheduleConfig::CONSTANT);
   c.mutable_schedule()->set_warmup_steps(1);
+  t->set_eval_batches(3);  // not a multiple of the world: some ranks run an uncounted pass
   c.mutable_data()->set_train_path(WriteCorpus());
+  c.mutable_data()->set_val_path(WriteCorpus());
   c.mutable_parallel()->set_expert_parallel_size(ep);
   return c;
 }
 
 struct Run {
   std::vector<StepMetrics> steps;
+  double val_loss = 0;  // after the last step
   std::vector<Parameter*> params;
   std::unique_ptr<Trainer> trainer;  // keeps params alive
 };
@@ -121,6 +125,9 @@ Run Train(const TrainConfig& config, ProcessGrid* grid, DType dtype) {
     EXPECT_TRUE(m.ok()) << m.status();
     if (m.ok()) run.steps.push_back(*m);
   }
+  auto val = run.trainer->Evaluate();
+  EXPECT_TRUE(val.ok()) << val.status();
+  if (val.ok()) run.val_loss = *val;
   run.params = run.trainer->model().Parameters();
   return run;
 }
@@ -164,6 +171,7 @@ void ExpectSameMetrics(const Run& ref, const Run& run, const std::string& what) 
     EXPECT_TRUE(near(a.router_entropy, b.router_entropy)) << what << " step " << s << " entropy";
     EXPECT_EQ(a.tokens, b.tokens) << what << " step " << s;
   }
+  EXPECT_TRUE(near(ref.val_loss, run.val_loss)) << what << " val_loss " << ref.val_loss << " vs " << run.val_loss;
 }
 
 // Parameters by name; expert stacks by global expert id.

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Failure handling of whole mpirun jobs (one node). Each scenario starts a
-# job, makes one rank fail, and checks that the job ends NON-ZERO within
-# 60 s with a message naming the failed rank; it never hangs.
-#   failure_test.sh SCENARIO SWITCHBOARD ABORT_PROBE
+# Whole mpirun jobs on one node: `switchboard train` under mpirun, and
+# failure handling. Each failure scenario makes one rank fail and checks
+# that the job ends NON-ZERO within 60 s with a message naming the failed
+# rank; it never hangs.
+#   job_test.sh SCENARIO SWITCHBOARD ABORT_PROBE
+#   train   np 2, expert_parallel_size 2: trains, rank 0 alone prints and
+#           writes the run dir (one metrics.jsonl line per step)
 #   reject  np 3 with expert_parallel_size 2: config rejected before any
 #           work (exit 2, message printed once)
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
@@ -24,7 +27,7 @@ export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 limit=60
 
-tmp=$(mktemp -d /tmp/sb_failure_test.XXXXXX)
+tmp=$(mktemp -d /tmp/sb_job_test.XXXXXX)
 job_pid=""
 cleanup() {
   if [ -n "$job_pid" ] && kill -0 "$job_pid" 2>/dev/null; then
@@ -84,6 +87,22 @@ pid_of_rank() {
 }
 
 case "$scenario" in
+  train)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    start_job mpirun -np 2 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
+      --set train.seq_len=32 --set train.steps=3 --set train.log_every=1 --set train.eval_batches=3 \
+      --set data.train_path="$tmp/corpus.txt" --set data.val_path="$tmp/corpus.txt" \
+      --set parallel.expert_parallel_size=2 --run_dir "$tmp/run"
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "exit code $rc"
+    expect_output "ranks: 2 = 1 data-parallel x 2 expert-parallel (4 experts per rank)"
+    [ "$(grep -c '^step ' "$tmp/out")" -eq 3 ] || fail "want 3 step lines (rank 0 only)"
+    [ "$(grep -c '^model:' "$tmp/out")" -eq 1 ] || fail "the model line is printed more than once"
+    [ "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 3 ] || fail "want 3 lines in metrics.jsonl"
+    grep -q '"val_loss"' "$tmp/run/metrics.jsonl" || fail "no val_loss in metrics.jsonl"
+    [ -f "$tmp/run/config.textproto" ] || fail "no config.textproto"
+    ;;
   reject)
     echo "hello" >"$tmp/corpus.txt"
     start_job mpirun -np 3 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
