@@ -29,7 +29,9 @@ TEST(GridLayout, EpOneAndEpWorld) {
 }
 
 TEST(Runtime, WorldOfOneWithoutLauncher) {
-  ASSERT_FALSE(LaunchedByMpiLauncher()) << "run this test without mpirun";
+  if (LaunchedByMpiLauncher()) {
+    GTEST_SKIP() << "started by a launcher (OMPI_/PMI_/PMIX_/SLURM_ variables set): not a world of one";
+  }
   auto rt = Runtime::Start();
   ASSERT_TRUE(rt.ok()) << rt.status();
   EXPECT_FALSE((*rt)->info().mpi);
