@@ -23,12 +23,22 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 limit=60
 
-if [ "$(id -u)" != 0 ] || ! ip netns add "sbprobe$$" 2>/dev/null; then
-  echo "SKIP: cannot create network namespaces here (needs root with CAP_NET_ADMIN and iproute2)"
+# Can this machine make the nodes? (root, CAP_NET_ADMIN for namespaces,
+# veths and bridges, CAP_SYS_ADMIN for UTS namespaces.)
+probe() {
+  ip netns add "sbprobe$$" || return 1
+  local ok=0
+  ip link add "sbpb$$" type bridge && ip link del "sbpb$$" || ok=1
+  ip netns exec "sbprobe$$" unshare --uts true || ok=1
+  ip netns del "sbprobe$$"
+  return $ok
+}
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v unshare >/dev/null ||
+   ! probe 2>/dev/null; then
+  echo "SKIP: cannot make network + UTS namespaces and a bridge here (needs root with"
+  echo "      CAP_NET_ADMIN and CAP_SYS_ADMIN, iproute2 and util-linux's unshare)"
   exit 77
 fi
-ip netns del "sbprobe$$"
-command -v unshare >/dev/null || { echo "SKIP: unshare (util-linux) is missing"; exit 77; }
 
 tag="t$(printf '%05d' $(( $$ % 100000 )))"
 tmp=$(mktemp -d /tmp/sb_netns_test.XXXXXX)
