@@ -77,7 +77,7 @@ int TrainCommand(const Args& args) {
   if (!rt.AllOk(trainer.ok())) return error_on_some(2, trainer.status());
   if (rt.is_chief()) std::printf("run_dir: %s\n", run_dir.c_str());
   if (absl::Status s = (*trainer)->Run(); !s.ok()) {
-    if (rt.world_size() == 1) return error_on_all(1, std::string(s.message()));
+    if (rt.world_size() == 1 || IsErrorOnAllRanks(s)) return error_on_all(1, std::string(s.message()));
     // Other ranks may be waiting in a collective: end the whole job.
     rt.Abort(absl::StrCat("switchboard train: ", s.message()), 1);
   }

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "launch/model_factory.h"
@@ -30,7 +31,18 @@ ReplicaGroup ReplicasOf(Communicator& comm) {
   };
   return g;
 }
+
+constexpr char kAllRanksPayload[] = "switchboard/error-on-all-ranks";
+
+absl::Status OnAllRanks(absl::Status status) {
+  status.SetPayload(kAllRanksPayload, absl::Cord("1"));
+  return status;
+}
 }  // namespace
+
+bool IsErrorOnAllRanks(const absl::Status& status) {
+  return status.GetPayload(kAllRanksPayload).has_value();
+}
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
                                                          const std::string& run_dir,
@@ -174,9 +186,9 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
                                                 grid_->ep_group()));
   // Loss and norm are identical on every rank, so all ranks stop together.
   if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
-    return absl::InternalError(absl::StrFormat(
+    return OnAllRanks(absl::InternalError(absl::StrFormat(
         "step %d: non-finite loss %g or gradient norm %g; lower optimizer.lr or check the data",
-        step, m.loss, m.grad_norm));
+        step, m.loss, m.grad_norm)));
   }
   const std::vector<Parameter*> params = model_->Parameters();
   ClipGradients(params, m.grad_norm, config_.optimizer().grad_clip());

@@ -49,6 +49,11 @@ struct StepMetrics {
   StepTimes times;
 };
 
+// True for an error that every rank of the job returns at the same point
+// (a non-finite loss or norm, which are reduced over all ranks): the caller
+// may report it once and exit normally instead of aborting the job.
+bool IsErrorOnAllRanks(const absl::Status& status);
+
 class Trainer {
  public:
   // Validates the config (against the grid's world size), opens the data,

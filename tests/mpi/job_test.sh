@@ -6,6 +6,8 @@
 #   job_test.sh SCENARIO SWITCHBOARD ABORT_PROBE
 #   train   np 2, expert_parallel_size 2: trains, rank 0 alone prints and
 #           writes the run dir (one metrics.jsonl line per step)
+#   nan     a diverging run (lr 1e30): every rank sees the same non-finite
+#           loss; the error is printed once and the job exits 1 (no abort)
 #   reject  np 3 with expert_parallel_size 2: config rejected before any
 #           work (exit 2, message printed once)
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
@@ -102,6 +104,18 @@ case "$scenario" in
     [ "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 3 ] || fail "want 3 lines in metrics.jsonl"
     grep -q '"val_loss"' "$tmp/run/metrics.jsonl" || fail "no val_loss in metrics.jsonl"
     [ -f "$tmp/run/config.textproto" ] || fail "no config.textproto"
+    ;;
+  nan)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    start_job mpirun -np 2 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
+      --set train.seq_len=32 --set train.steps=20 --set optimizer.lr=1e30 \
+      --set schedule.warmup_steps=0 --set data.train_path="$tmp/corpus.txt" --set data.val_path= \
+      --set parallel.expert_parallel_size=2 --run_dir "$tmp/run"
+    wait_job "$limit"
+    [ "$rc" -eq 1 ] || fail "exit code $rc, want 1"
+    [ "$(grep -c 'non-finite loss' "$tmp/out")" -eq 1 ] || fail "want the non-finite message once"
+    grep -q "MPI_ABORT" "$tmp/out" && fail "an error seen by every rank should not abort"
     ;;
   reject)
     echo "hello" >"$tmp/corpus.txt"
