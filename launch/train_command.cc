@@ -1,7 +1,14 @@
 // switchboard train --config F [--set a.b=v]... [--run_dir D]
 // The same command runs on every rank under mpirun / srun (docs/parallel.md).
+#include <cblas.h>  // OpenBLAS (BLA_VENDOR in CMakeLists.txt): openblas_set_num_threads
+#include <omp.h>
+#include <sched.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "launch/commands.h"
@@ -10,6 +17,25 @@
 #include "parallel/runtime.h"
 
 namespace sb {
+namespace {
+
+// With several ranks on a node and no thread count chosen, each rank would
+// start one OpenMP and one OpenBLAS thread per core: ranks x cores threads
+// that thrash. Default to the cores this rank is bound to or, unbound, to
+// the node's cores shared by its ranks. OMP_NUM_THREADS /
+// OPENBLAS_NUM_THREADS, when set, win.
+void DefaultThreadsPerRank(const ProcessInfo& info) {
+  if (info.local_size <= 1) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int mine = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : all;
+  const int threads = mine < all ? mine : std::max(1, all / info.local_size);
+  if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(threads);
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) openblas_set_num_threads(threads);
+}
+
+}  // namespace
 
 int TrainCommand(const Args& args) {
   const std::vector<FlagSpec> specs = {
@@ -25,6 +51,7 @@ int TrainCommand(const Args& args) {
     return 1;
   }
   Runtime& rt = **runtime;
+  DefaultThreadsPerRank(rt.info());
   // Errors every rank sees alike (flags, config) are printed by rank 0 only;
   // errors of some ranks only are printed by those ranks, with rank and host.
   auto error_on_all = [&](int code, const std::string& message) {
