@@ -159,6 +159,8 @@ void CheckParallel(const TrainConfig& config, int world_size, Violations* v) {
   const int ep = config.parallel().expert_parallel_size();
   const bool world_ok = world_size >= 1;
   if (!world_ok) v->Add("world size = ", world_size, " must be >= 1");
+  v->Positive("parallel.grad_bucket_mb", config.parallel().grad_bucket_mb());
+  v->NonNegative("parallel.collective_timeout_s", config.parallel().collective_timeout_s());
   if (!v->AtLeast("parallel.expert_parallel_size", ep, 1)) return;
   const int experts = config.moe().num_experts();
   if (experts >= 1 && experts % ep != 0) {

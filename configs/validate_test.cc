@@ -119,6 +119,9 @@ const RuleCase kRuleCases[] = {
     {"WorldDivisibleByEp", {"parallel.expert_parallel_size=4"},
      "world size 6 is not divisible by parallel.expert_parallel_size = 4", 6},
     {"WorldPositive", {}, "world size = 0", 0},
+    {"GradBucketPositive", {"parallel.grad_bucket_mb=0"}, "parallel.grad_bucket_mb = 0 must be > 0"},
+    {"CollectiveTimeoutNonNegative", {"parallel.collective_timeout_s=-1"},
+     "parallel.collective_timeout_s = -1 must be >= 0"},
     // optimizer
     {"Lr", {"optimizer.lr=0"}, "optimizer.lr = 0 must be > 0"},
     {"LrNotNan", {"optimizer.lr=nan"}, "optimizer.lr = nan must be finite"},

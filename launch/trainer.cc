@@ -6,24 +6,64 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data/open_source.h"
 #include "launch/model_factory.h"
 #include "optim/grad_clip.h"
 #include "optim/schedule.h"
+#include "optim/zero1.h"
 
 namespace sb {
 namespace {
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
+
+// ZeRO-1's view of a communicator (optim/ does not depend on parallel/).
+ReplicaGroup ReplicasOf(Communicator& comm) {
+  ReplicaGroup g;
+  g.size = comm.size();
+  g.rank = comm.rank();
+  g.all_gather_v = [&comm](const Tensor& send, const Tensor& recv,
+                           const std::vector<int64_t>& counts) {
+    comm.AllGatherV(send, recv, counts);
+  };
+  return g;
+}
+
+constexpr char kAllRanksPayload[] = "switchboard/error-on-all-ranks";
+
+absl::Status OnAllRanks(absl::Status status) {
+  status.SetPayload(kAllRanksPayload, absl::Cord("1"));
+  return status;
+}
 }  // namespace
 
+bool IsErrorOnAllRanks(const absl::Status& status) {
+  return status.GetPayload(kAllRanksPayload).has_value();
+}
+
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
-                                                         const std::string& run_dir) {
-  if (absl::Status s = ValidateConfig(config, /*world_size=*/1); !s.ok()) return s;
+                                                         const std::string& run_dir,
+                                                         const TrainerContext& context) {
   auto t = std::unique_ptr<Trainer>(new Trainer());
+  if (context.grid) {
+    t->grid_ = context.grid;
+  } else {
+    t->self_world_ = std::make_unique<SelfCommunicator>("world");
+    auto grid = ProcessGrid::Create(*t->self_world_, 1);
+    if (!grid.ok()) return grid.status();
+    t->own_grid_ = std::move(*grid);
+    t->grid_ = t->own_grid_.get();
+  }
+  if (absl::Status s = ValidateConfig(config, t->grid_->world_size()); !s.ok()) return s;
+  if (config.parallel().expert_parallel_size() != t->grid_->ep_size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "parallel.expert_parallel_size = %d but the process grid has ep = %d",
+        config.parallel().expert_parallel_size(), t->grid_->ep_size()));
+  }
   t->config_ = config;
   t->run_dir_ = run_dir;
   const auto& train = config.train();
@@ -55,12 +95,42 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     }
   }
   t->model_options_ = ModelOptionsFromConfig(config);
-  t->model_ = std::make_unique<Model>(t->model_options_, nullptr, DType::kF32, Device::kCpu);
+  ProcessGrid& grid = *t->grid_;
+  if (grid.ep_size() > 1) {
+    t->dispatcher_ = std::make_unique<AllToAllDispatcher>(grid.ep_group(),
+                                                          t->model_options_.router.num_experts);
+  }
+  // Weights are keyed by (seed, name, global expert id): every layout
+  // initialises the same model, each rank its own expert shard.
+  t->model_ = std::make_unique<Model>(t->model_options_, t->dispatcher_.get(), context.dtype,
+                                      Device::kCpu);
   t->model_->InitWeights(train.seed());
-  t->optimizer_ = MakeOptimizer(config.optimizer(), t->model_->Parameters());
+  const std::vector<Parameter*> params = t->model_->Parameters();
+  t->params_ = SplitByReplication(params);
+  const auto bucket_bytes = static_cast<int64_t>(config.parallel().grad_bucket_mb() * (1 << 20));
+  t->grad_sync_ = std::make_unique<GradSync>(params, grid, std::max<int64_t>(bucket_bytes, 1));
+  if (config.parallel().zero1()) {
+    t->optimizer_ = std::make_unique<Zero1Optimizer>(
+        config.optimizer(), params, ReplicasOf(grid.world()), ReplicasOf(grid.edp_group()),
+        std::max<int64_t>(bucket_bytes, 1));
+  } else {
+    t->optimizer_ = MakeOptimizer(config.optimizer(), params);
+  }
   t->flops_per_token_ = TrainFlopsPerToken(t->model_options_, train.seq_len());
 
-  if (!run_dir.empty()) {
+  // Checkpoints meet at a collective AND over the world (launch/checkpoint.h).
+  CheckpointTopology& topo = t->topology_;
+  topo.rank = grid.rank();
+  topo.world_size = grid.world_size();
+  topo.ep_rank = grid.ep_rank();
+  topo.ep_size = grid.ep_size();
+  topo.dp_rank = grid.dp_rank();
+  topo.optimizer_sharded = config.parallel().zero1();
+  if (grid.world_size() > 1) {
+    Communicator* world = &grid.world();
+    topo.all_ok = [world](bool ok) { return AllReduceSum(*world, {ok ? 0.0 : 1.0})[0] == 0.0; };
+  }
+  if (!run_dir.empty() && t->chief()) {
     std::error_code ec;
     std::filesystem::create_directories(run_dir, ec);
     if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run_dir ", run_dir, ": ", ec.message()));
@@ -69,7 +139,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
 }
 
 // Written by Run, not Create: a resume that fails must leave the run
-// directory's files as they were.
+// directory's files as they were. Only rank 0 writes them.
 absl::Status Trainer::OpenRunFiles() {
   if (run_dir_.empty()) return absl::OkStatus();
   if (!resumed_ && HasCheckpoint(run_dir_)) {
@@ -77,6 +147,7 @@ absl::Status Trainer::OpenRunFiles() {
         CheckpointsDir(run_dir_), "/latest exists: pass --resume to continue that run, or choose "
         "another --run_dir"));
   }
+  if (!chief()) return absl::OkStatus();
   std::ofstream out(run_dir_ + "/config.textproto");
   out << ResolvedConfigText(config_);
   if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", run_dir_, "/config.textproto"));
@@ -89,9 +160,11 @@ absl::Status Trainer::OpenRunFiles() {
 
 absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   const auto& train = config_.train();
-  const int world = 1, rank = 0;
+  const int world = grid_->world_size(), rank = grid_->rank();
   const int accum = train.grad_accum_steps();
   const int64_t micro_batches = int64_t{world} * accum;
+  const double start = Now();
+  if (dispatcher_) dispatcher_->ResetStats();
   StepMetrics m;
   model_->ZeroGrad();
   for (int a = 0; a < accum; ++a) {
@@ -104,6 +177,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
     }
     StepContext ctx{true, train.seed(), step, j};
     const ForwardResult r = model_->Forward(batch_.inputs, batch_.targets, ctx);
+    // The step's loss is the mean over all world * accum micro-batches.
     model_->Backward(1.0 / micro_batches);
     m.loss += r.loss / accum;
     m.aux_loss += r.aux_loss / accum;
@@ -118,17 +192,45 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
     }
     if (layers) m.router_entropy += entropy / layers / accum;
   }
+  const double backward_done = Now();
+  if (dispatcher_) {
+    const DispatcherStats& d = dispatcher_->stats();
+    m.times.dispatch = d.plan_s + d.dispatch_s;
+    m.times.combine = d.combine_s;
+  }
+  m.times.compute = backward_done - start - m.times.dispatch - m.times.combine;
+
+  grad_sync_->Sync();
   if (gradient_hook_) gradient_hook_(step, *model_);
-  const std::vector<Parameter*> params = model_->Parameters();
-  m.grad_norm = std::sqrt(GradSquaredNorm(params));
+  const double synced = Now();
+  m.times.grad_sync = synced - backward_done;
+  // Every rank ran `accum` equal micro-batches: the world mean is the mean of the rank means.
+  const std::vector<double> sums = AllReduceSum(
+      grid_->world(), {m.loss, m.aux_loss, m.z_loss, m.dropped_fraction, m.router_entropy,
+                       static_cast<double>(m.tokens)});
+  m.loss = sums[0] / world;
+  m.aux_loss = sums[1] / world;
+  m.z_loss = sums[2] / world;
+  m.dropped_fraction = sums[3] / world;
+  m.router_entropy = sums[4] / world;
+  m.tokens = static_cast<int64_t>(sums[5]);
+  m.grad_norm = std::sqrt(GlobalGradSquaredNorm(GradSquaredNorm(params_.replicated),
+                                                GradSquaredNorm(params_.expert),
+                                                grid_->ep_group()));
   m.lr = LearningRate(config_.schedule(), config_.optimizer().lr(), step, train.steps());
+  // Loss and norm are identical on every rank, so all ranks skip together.
   if (!std::isfinite(m.loss) || !std::isfinite(m.grad_norm)) {
     m.skipped = true;  // Run logs it and counts the streak
     model_->ZeroGrad();
+    m.times.total = Now() - start;
     return m;
   }
+  const std::vector<Parameter*> params = model_->Parameters();
   ClipGradients(params, m.grad_norm, config_.optimizer().grad_clip());
   optimizer_->Step(m.lr);
+  const double end = Now();
+  m.times.optimizer = end - synced;
+  m.times.total = end - start;
   return m;
 }
 
@@ -136,45 +238,71 @@ absl::Status Trainer::HandleSkippedStep(int64_t step, const StepMetrics& m) {
   ++nonfinite_streak_;
   ++skipped_steps_;
   const int limit = config_.checkpoint().max_nonfinite_steps();
-  if (topology_.rank == 0) {
+  if (chief()) {
     std::printf("step %5d/%d | non-finite loss %g or gradient norm %g: update skipped (%d in a "
                 "row, limit %d)\n",
                 static_cast<int>(step + 1), static_cast<int>(config_.train().steps()), m.loss,
                 m.grad_norm, nonfinite_streak_, limit);
     std::fflush(stdout);
+    JsonRecord rec;
+    rec.Add("step", step + 1).Add("loss", m.loss).Add("grad_norm", m.grad_norm).Add("lr", m.lr);
+    rec.Add("skipped", int64_t{1});
+    metrics_.Write(rec);
   }
-  JsonRecord rec;
-  rec.Add("step", step + 1).Add("loss", m.loss).Add("grad_norm", m.grad_norm).Add("lr", m.lr);
-  rec.Add("skipped", int64_t{1});
-  metrics_.Write(rec);
   if (nonfinite_streak_ < limit) return absl::OkStatus();
-  return absl::InternalError(absl::StrFormat(
+  // Every rank sees the same reduced loss and norm, so every rank stops here.
+  return OnAllRanks(absl::InternalError(absl::StrFormat(
       "stopping at step %d: %d steps in a row had a non-finite loss or gradient norm "
       "(checkpoint.max_nonfinite_steps = %d); lower optimizer.lr, lengthen "
       "schedule.warmup_steps or check the data, then resume from the last checkpoint",
-      step + 1, nonfinite_streak_, limit));
+      step + 1, nonfinite_streak_, limit)));
 }
 
 absl::StatusOr<double> Trainer::Evaluate() {
   if (!val_data_) return absl::FailedPreconditionError("no validation data (data.val_path)");
   const auto& train = config_.train();
-  double sum = 0;
-  int64_t tokens = 0;
-  for (int i = 0; i < train.eval_batches(); ++i) {
+  const int world = grid_->world_size(), rank = grid_->rank();
+  // Batch i goes to rank i % world. Every rank runs the same number of
+  // forward passes (expert parallelism needs all EP ranks in each one); a
+  // rank past the last batch runs one that is not counted.
+  const int passes = (train.eval_batches() + world - 1) / world;
+  double sum = 0, tokens = 0;
+  for (int n = 0; n < passes; ++n) {
+    const int i = n * world + rank;
     if (absl::Status s = val_data_->Read(i, train.micro_batch_size(), train.seq_len(), &batch_);
         !s.ok()) {
       return s;
     }
     StepContext ctx{false, train.seed(), 0, i};
     const ForwardResult r = model_->Forward(batch_.inputs, batch_.targets, ctx);
-    sum += r.loss * r.tokens;
-    tokens += r.tokens;
+    if (i < train.eval_batches()) {
+      sum += r.loss * r.tokens;
+      tokens += static_cast<double>(r.tokens);
+    }
   }
-  return tokens ? sum / tokens : 0.0;
+  const std::vector<double> totals = AllReduceSum(grid_->world(), {sum, tokens});
+  return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
+}
+
+std::vector<std::vector<int64_t>> Trainer::ExpertCounts() {
+  std::vector<std::vector<int64_t>> counts;
+  if (!config_.logging().expert_counts()) return counts;
+  std::vector<double> flat;
+  for (MoeLayer* moe : model_->MoeLayers())
+    for (int64_t c : moe->stats().routed) flat.push_back(static_cast<double>(c));
+  flat = AllReduceSum(grid_->world(), flat);
+  size_t i = 0;
+  for (MoeLayer* moe : model_->MoeLayers()) {
+    counts.emplace_back();
+    for (size_t e = 0; e < moe->stats().routed.size(); ++e)
+      counts.back().push_back(static_cast<int64_t>(flat[i++]));
+  }
+  return counts;
 }
 
 void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, double elapsed,
-                      double interval_s, int64_t interval_tokens) {
+                      double interval_s, int64_t interval_tokens,
+                      const std::vector<std::vector<int64_t>>& expert_counts) {
   const int64_t steps = config_.train().steps();
   const double tokens_per_s = interval_s > 0 ? interval_tokens / interval_s : 0.0;
   const double eta =
@@ -192,12 +320,13 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
   rec.Add("lr", m.lr).Add("grad_norm", m.grad_norm).Add("tokens_per_s", tokens_per_s);
   rec.Add("dropped_frac", m.dropped_fraction).Add("router_entropy", m.router_entropy);
   rec.Add("elapsed_s", elapsed);
+  // Mean step time by phase on rank 0 (docs/parallel.md, "Step-time breakdown").
+  rec.Add("step_s", m.times.total).Add("compute_s", m.times.compute);
+  rec.Add("dispatch_s", m.times.dispatch).Add("combine_s", m.times.combine);
+  rec.Add("grad_sync_s", m.times.grad_sync).Add("optimizer_s", m.times.optimizer);
   if (std::isfinite(val_loss)) rec.Add("val_loss", val_loss);
-  if (config_.logging().expert_counts()) {
-    const auto layers = model_->MoeLayers();
-    for (size_t i = 0; i < layers.size(); ++i) {
-      rec.Add(absl::StrCat("tokens_per_expert_moe", i), layers[i]->stats().routed);
-    }
+  for (size_t i = 0; i < expert_counts.size(); ++i) {
+    rec.Add(absl::StrCat("tokens_per_expert_moe", i), expert_counts[i]);
   }
   metrics_.Write(rec);
 }
@@ -205,18 +334,25 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
 absl::Status Trainer::Run() {
   const auto& train = config_.train();
   if (absl::Status s = OpenRunFiles(); !s.ok()) return s;
-  std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
-              model_->NumParameters() / 1e6,
-              flops_per_token_ / 6e6,
-              static_cast<int>(model_->MoeLayers().size()), model_options_.num_layers,
-              model_options_.router.num_experts, model_options_.router.top_k);
-  std::printf("data:  %s\n", train_data_->Describe().c_str());
   const double unigram = train_data_->UnigramEntropy();
-  if (std::isfinite(unigram)) {
-    std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",
-                unigram);
+  if (chief()) {
+    std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
+                model_->NumParameters() / 1e6, flops_per_token_ / 6e6,
+                static_cast<int>(model_->MoeLayers().size()), model_options_.num_layers,
+                model_options_.router.num_experts, model_options_.router.top_k);
+    std::printf("data:  %s\n", train_data_->Describe().c_str());
+    if (std::isfinite(unigram)) {
+      std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",
+                  unigram);
+    }
+    if (grid_->world_size() > 1) {
+      std::printf("ranks: %d = %d data-parallel x %d expert-parallel (%d experts per rank)%s\n",
+                  grid_->world_size(), grid_->dp_size(), grid_->ep_size(),
+                  model_options_.router.num_experts / grid_->ep_size(),
+                  config_.parallel().zero1() ? ", ZeRO-1 optimizer state" : "");
+    }
+    std::fflush(stdout);
   }
-  std::fflush(stdout);
   const double start = Now();
   double interval_start = start;
   int64_t interval_tokens = 0;
@@ -230,12 +366,18 @@ absl::Status Trainer::Run() {
       if (absl::Status s = HandleSkippedStep(step, *m); !s.ok()) return s;
     } else {
       nonfinite_streak_ = 0;
-      // Losses are averaged over the steps since the last log line.
+      // Losses and times are averaged over the steps since the last log line.
       interval_.loss += m->loss;
       interval_.aux_loss += m->aux_loss;
       interval_.z_loss += m->z_loss;
       interval_.dropped_fraction += m->dropped_fraction;
       interval_.router_entropy += m->router_entropy;
+      interval_.times.total += m->times.total;
+      interval_.times.compute += m->times.compute;
+      interval_.times.dispatch += m->times.dispatch;
+      interval_.times.combine += m->times.combine;
+      interval_.times.grad_sync += m->times.grad_sync;
+      interval_.times.optimizer += m->times.optimizer;
       ++interval_steps_;
     }
     const bool last = step + 1 == train.steps();
@@ -256,8 +398,16 @@ absl::Status Trainer::Run() {
       mean.z_loss = interval_.z_loss / n;
       mean.dropped_fraction = interval_.dropped_fraction / n;
       mean.router_entropy = interval_.router_entropy / n;
+      mean.times = interval_.times;
+      for (double* t : {&mean.times.total, &mean.times.compute, &mean.times.dispatch,
+                        &mean.times.combine, &mean.times.grad_sync, &mean.times.optimizer}) {
+        *t /= n;
+      }
+      const std::vector<std::vector<int64_t>> counts = ExpertCounts();  // collective
       const double now = Now();
-      LogStep(step, mean, val_loss, now - start, now - interval_start, interval_tokens);
+      if (chief()) {
+        LogStep(step, mean, val_loss, now - start, now - interval_start, interval_tokens, counts);
+      }
       last_loss_ = mean.loss;
       interval_ = StepMetrics();
       interval_steps_ = 0;
@@ -269,11 +419,13 @@ absl::Status Trainer::Run() {
       if (absl::Status s = WriteCheckpoint(step + 1); !s.ok()) return s;
     }
   }
-  std::printf("done: %d steps in %s\n", static_cast<int>(train.steps() - start_step_),
-              FormatDuration(Now() - start).c_str());
-  if (std::isfinite(unigram) && std::isfinite(last_loss_)) {
-    std::printf("final training loss %.3f is %s the unigram entropy %.3f\n", last_loss_,
-                last_loss_ < unigram ? "below" : "NOT below", unigram);
+  if (chief()) {
+    std::printf("done: %d steps in %s\n", static_cast<int>(train.steps() - start_step_),
+                FormatDuration(Now() - start).c_str());
+    if (std::isfinite(unigram) && std::isfinite(last_loss_)) {
+      std::printf("final training loss %.3f is %s the unigram entropy %.3f\n", last_loss_,
+                  last_loss_ < unigram ? "below" : "NOT below", unigram);
+    }
   }
   return absl::OkStatus();
 }

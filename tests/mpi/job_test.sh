@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Whole mpirun jobs on one node: `switchboard train` under mpirun, and
+# failure handling. Each failure scenario makes one rank fail and checks
+# that the job ends NON-ZERO within 60 s with a message naming the failed
+# rank; it never hangs.
+#   job_test.sh SCENARIO SWITCHBOARD ABORT_PROBE
+#   train   np 2, expert_parallel_size 2: trains, rank 0 alone prints and
+#           writes the run dir (one metrics.jsonl line per step)
+#   nan     a diverging run (lr 1e30): every rank sees the same non-finite
+#           loss; the error is printed once and the job exits 1 (no abort)
+#   reject  np 3 with expert_parallel_size 2: config rejected before any
+#           work (exit 2, message printed once)
+#   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
+#   status  a runtime error on rank 1 (Runtime::Abort)
+#   slow    rank 1 stays out of a collective past the timeout: the watchdog
+#           ends the job and reports that every rank still answers
+#   kill    SIGKILL of one training rank (mpirun notices the dead child)
+#   stop    SIGSTOP of one training rank: alive but silent, like a rank
+#           behind a cut link; the watchdog's census names it
+# Only processes this script started are signalled, by pid.
+set -uo pipefail
+scenario=$1
+switchboard=$2
+probe=$3
+export OMPI_ALLOW_RUN_AS_ROOT=${OMPI_ALLOW_RUN_AS_ROOT:-1}
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=${OMPI_ALLOW_RUN_AS_ROOT_CONFIRM:-1}
+export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
+export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1}
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+limit=60
+
+tmp=$(mktemp -d /tmp/sb_job_test.XXXXXX)
+job_pid=""
+cleanup() {
+  if [ -n "$job_pid" ] && kill -0 "$job_pid" 2>/dev/null; then
+    for pid in $(ps -o pid= --ppid "$job_pid"); do kill -KILL "$pid" 2>/dev/null; done
+    kill -KILL "$job_pid" 2>/dev/null
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL ($scenario): $*"; echo "---- job output ----"; cat "$tmp/out" 2>/dev/null; exit 1; }
+
+# start_job CMD...: runs mpirun in the background, output in $tmp/out.
+start_job() {
+  started=$(date +%s%N)
+  "$@" >"$tmp/out" 2>&1 &
+  job_pid=$!
+}
+# wait_job SECONDS: waits for the job; sets rc and elapsed; fails on timeout.
+wait_job() {
+  local deadline=$(( $(date +%s) + $1 ))
+  while kill -0 "$job_pid" 2>/dev/null; do
+    [ "$(date +%s)" -gt "$deadline" ] && fail "still running after $1 s (hang)"
+    sleep 0.2
+  done
+  wait "$job_pid"
+  rc=$?
+  local ms=$(( ($(date +%s%N) - started) / 1000000 ))
+  elapsed=$(printf "%d.%03d" $((ms / 1000)) $((ms % 1000)))
+  echo "job ended with exit code $rc after ${elapsed}s"
+}
+expect_output() { grep -q -- "$1" "$tmp/out" || fail "output lacks '$1'"; }
+
+# A running training job: 4 ranks, 2 expert-parallel groups of 2.
+start_training() {
+  for i in $(seq 1 2000); do echo "the router sends token $i to expert $((i % 8)) on rank $((i % 4))."; done >"$tmp/corpus.txt"
+  start_job mpirun -np 4 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+    --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
+    --set train.seq_len=64 --set train.steps=1000000 --set train.log_every=1 \
+    --set data.train_path="$tmp/corpus.txt" --set data.val_path= \
+    --set parallel.expert_parallel_size=2 --set parallel.collective_timeout_s=4 \
+    --run_dir "$tmp/run"
+  local deadline=$(( $(date +%s) + 60 ))
+  until grep -q "step " "$tmp/out"; do
+    kill -0 "$job_pid" 2>/dev/null || fail "training ended before its first step"
+    [ "$(date +%s)" -gt "$deadline" ] && fail "no training step within 60 s"
+    sleep 0.2
+  done
+}
+# pid_of_rank R: the pid of world rank R among mpirun's children.
+pid_of_rank() {
+  for pid in $(ps -o pid= --ppid "$job_pid"); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$pid"
+      return
+    fi
+  done
+}
+
+case "$scenario" in
+  train)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    start_job mpirun -np 2 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
+      --set train.seq_len=32 --set train.steps=3 --set train.log_every=1 --set train.eval_batches=3 \
+      --set data.train_path="$tmp/corpus.txt" --set data.val_path="$tmp/corpus.txt" \
+      --set parallel.expert_parallel_size=2 --run_dir "$tmp/run"
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "exit code $rc"
+    expect_output "ranks: 2 = 1 data-parallel x 2 expert-parallel (4 experts per rank)"
+    [ "$(grep -c '^step ' "$tmp/out")" -eq 3 ] || fail "want 3 step lines (rank 0 only)"
+    [ "$(grep -c '^model:' "$tmp/out")" -eq 1 ] || fail "the model line is printed more than once"
+    [ "$(wc -l <"$tmp/run/metrics.jsonl")" -eq 3 ] || fail "want 3 lines in metrics.jsonl"
+    grep -q '"val_loss"' "$tmp/run/metrics.jsonl" || fail "no val_loss in metrics.jsonl"
+    [ -f "$tmp/run/config.textproto" ] || fail "no config.textproto"
+    ;;
+  nan)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    start_job mpirun -np 2 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
+      --set train.seq_len=32 --set train.steps=20 --set optimizer.lr=1e30 \
+      --set schedule.warmup_steps=0 --set data.train_path="$tmp/corpus.txt" --set data.val_path= \
+      --set parallel.expert_parallel_size=2 --run_dir "$tmp/run"
+    wait_job "$limit"
+    [ "$rc" -eq 1 ] || fail "exit code $rc, want 1"
+    # Each non-finite step is skipped (one line each, rank 0 only), and after
+    # checkpoint.max_nonfinite_steps (5) in a row every rank stops together.
+    [ "$(grep -c 'update skipped' "$tmp/out")" -eq 5 ] || fail "want 5 skipped-step lines"
+    [ "$(grep -c 'stopping at step' "$tmp/out")" -eq 1 ] || fail "want the stop message once"
+    grep -q "MPI_ABORT" "$tmp/out" && fail "an error seen by every rank should not abort"
+    ;;
+  reject)
+    echo "hello" >"$tmp/corpus.txt"
+    start_job mpirun -np 3 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set parallel.expert_parallel_size=2 --set data.train_path="$tmp/corpus.txt" --run_dir "$tmp/run"
+    wait_job 30
+    [ "$rc" -eq 2 ] || fail "exit code $rc, want 2"
+    expect_output "world size 3 is not divisible by parallel.expert_parallel_size = 2"
+    [ "$(grep -c 'is not divisible' "$tmp/out")" -eq 1 ] || fail "message printed more than once"
+    [ -e "$tmp/run" ] && fail "a run dir was created before the config was validated"
+    ;;
+  check | status | slow)
+    start_job mpirun -np 3 "$probe" "$scenario"
+    wait_job "$limit"
+    [ "$rc" -ne 0 ] || fail "exit code 0"
+    case "$scenario" in
+      check) expect_output "FATAL \[rank 1 on .*deliberate failure on rank 1" ;;
+      status) expect_output "FATAL \[rank 1 on .*\] deliberate runtime error on rank 1" ;;
+      slow) expect_output "collective timeout: MPI_Barrier"
+            expect_output "every rank answered" ;;
+    esac
+    grep -q "should not happen" "$tmp/out" && fail "a rank passed the barrier"
+    ;;
+  kill | stop)
+    start_training
+    victim=2
+    pid=$(pid_of_rank $victim)
+    [ -n "$pid" ] || fail "no process for rank $victim"
+    started=$(date +%s%N)
+    if [ "$scenario" = kill ]; then
+      echo "SIGKILL rank $victim (pid $pid)"
+      kill -KILL "$pid"
+    else
+      echo "SIGSTOP rank $victim (pid $pid)"
+      kill -STOP "$pid"
+    fi
+    wait_job "$limit"
+    [ "$rc" -ne 0 ] || fail "exit code 0"
+    if [ "$scenario" = kill ]; then
+      expect_output "process rank $victim with PID .* exited on signal 9"
+    else
+      expect_output "lost rank(s), no answer within .*rank $victim on "
+      kill -KILL "$pid" 2>/dev/null  # in case the stopped process outlived the job
+    fi
+    ;;
+  *) echo "unknown scenario $scenario"; exit 2 ;;
+esac
+echo "---- job output ----"; tail -n 25 "$tmp/out"
+echo "PASS ($scenario): exit code $rc after ${elapsed}s"
