@@ -8,6 +8,9 @@
 #           writes the run dir (one metrics.jsonl line per step)
 #   nan     a diverging run (lr 1e30): every rank sees the same non-finite
 #           loss; the error is printed once and the job exits 1 (no abort)
+#   resume  np 4, ep 2: 4 steps in one go == 2 steps, checkpoint, `train
+#           --resume`, 2 more (byte-identical checkpoint files); then the
+#           same checkpoint resumes on np 2 with ep 1 (resharded experts)
 #   reject  np 3 with expert_parallel_size 2: config rejected before any
 #           work (exit 2, message printed once)
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
@@ -119,6 +122,42 @@ case "$scenario" in
     [ "$(grep -c 'update skipped' "$tmp/out")" -eq 5 ] || fail "want 5 skipped-step lines"
     [ "$(grep -c 'stopping at step' "$tmp/out")" -eq 1 ] || fail "want the stop message once"
     grep -q "MPI_ABORT" "$tmp/out" && fail "an error seen by every rank should not abort"
+    ;;
+  resume)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    args=(train --config "$(dirname "$0")/../../configs/tiny.textproto" --set model.vocab_size=257
+          --set model.d_model=32 --set model.num_layers=2 --set train.micro_batch_size=2
+          --set train.seq_len=32 --set train.steps=4 --set train.log_every=1
+          --set data.train_path="$tmp/corpus.txt" --set data.val_path=
+          --set checkpoint.every_steps=2 --set checkpoint.keep_last=0)
+    start_job mpirun -np 4 "$switchboard" "${args[@]}" --set parallel.expert_parallel_size=2 \
+      --run_dir "$tmp/a"
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "uninterrupted run: exit code $rc"
+    mkdir -p "$tmp/b/checkpoints"
+    cp -r "$tmp/a/checkpoints/step_2" "$tmp/b/checkpoints/"
+    echo step_2 >"$tmp/b/checkpoints/latest"
+    start_job mpirun -np 4 "$switchboard" "${args[@]}" --set parallel.expert_parallel_size=2 \
+      --run_dir "$tmp/b" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "resumed run: exit code $rc"
+    expect_output "resumed from"
+    for f in model-00001-of-00002.safetensors model-00002-of-00002.safetensors \
+             optimizer-00001-of-00002.safetensors optimizer-00002-of-00002.safetensors \
+             trainer_state.textproto; do
+      cmp -s "$tmp/a/checkpoints/step_4/$f" "$tmp/b/checkpoints/step_4/$f" ||
+        fail "resumed step_4/$f differs from the uninterrupted run's"
+    done
+    # Another layout: the ep=2 checkpoint resumes on 2 ranks with ep=1.
+    mkdir -p "$tmp/c/checkpoints"
+    cp -r "$tmp/a/checkpoints/step_2" "$tmp/c/checkpoints/"
+    echo step_2 >"$tmp/c/checkpoints/latest"
+    start_job mpirun -np 2 "$switchboard" "${args[@]}" --set parallel.expert_parallel_size=1 \
+      --set train.grad_accum_steps=2 --run_dir "$tmp/c" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "resume on np 2, ep 1: exit code $rc"
+    [ -f "$tmp/c/checkpoints/step_4/model-00001-of-00001.safetensors" ] ||
+      fail "resharded run wrote no step_4 checkpoint"
     ;;
   reject)
     echo "hello" >"$tmp/corpus.txt"
