@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
   protobuf-compiler libprotobuf-dev libabsl-dev
-  libopenblas-dev libomp-dev
+  libopenblas-dev libopenblas-openmp-dev libomp-dev
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
