@@ -40,6 +40,10 @@ class BatchSource {
 }  // namespace sb
 
 namespace sb {
+// Checks a Read's arguments and (re)allocates out's tensors to
+// [batch_size, seq_len]: the common start of every BatchSource::Read.
+absl::Status PrepareBatch(int64_t index, int batch_size, int seq_len, Batch* out);
+
 // Entropy (nats) of the frequency distribution of counts (zeros ignored).
 double EntropyOfCounts(const std::vector<int64_t>& counts);
 

@@ -52,16 +52,13 @@ absl::StatusOr<std::unique_ptr<ByteTextSource>> ByteTextSource::Open(const std::
 }
 
 absl::Status ByteTextSource::Read(int64_t index, int batch_size, int seq_len, Batch* out) {
+  if (absl::Status s = PrepareBatch(index, batch_size, seq_len, out); !s.ok()) return s;
   if (!sampler_ || sampler_->num_windows() != (num_tokens() - 1) / seq_len) {
     sampler_ = std::make_unique<WindowSampler>(num_tokens(), seq_len, seed_);
   }
   if (sampler_->num_windows() == 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "data has %d tokens, fewer than one window of seq_len + 1 = %d", num_tokens(), seq_len + 1));
-  }
-  if (!out->inputs.defined() || out->inputs.shape() != Shape{batch_size, seq_len}) {
-    out->inputs = Tensor::Empty({batch_size, seq_len}, DType::kI32);
-    out->targets = Tensor::Empty({batch_size, seq_len}, DType::kI32);
   }
   int32_t* in = out->inputs.data<int32_t>();
   int32_t* tg = out->targets.data<int32_t>();

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "data/batch_source.h"
 #include "data/byte_text_source.h"
 #include "data/mixture_source.h"
@@ -110,6 +111,18 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenValSource(const switchboard::Da
 namespace sb {
 
 double BatchSource::UnigramEntropy() const { return std::nan(""); }
+
+absl::Status PrepareBatch(int64_t index, int batch_size, int seq_len, Batch* out) {
+  if (index < 0 || batch_size <= 0 || seq_len <= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bad read: index %d, batch_size %d, seq_len %d", index, batch_size, seq_len));
+  }
+  if (!out->inputs.defined() || out->inputs.shape() != Shape{batch_size, seq_len}) {
+    out->inputs = Tensor::Empty({batch_size, seq_len}, DType::kI32);
+    out->targets = Tensor::Empty({batch_size, seq_len}, DType::kI32);
+  }
+  return absl::OkStatus();
+}
 
 double EntropyOfCounts(const std::vector<int64_t>& counts) {
   int64_t total = 0;

@@ -193,14 +193,7 @@ absl::Status ShardSource::ReadSample(int64_t sample_index, int seq_len, int32_t*
 }
 
 absl::Status ShardSource::Read(int64_t index, int batch_size, int seq_len, Batch* out) {
-  if (index < 0 || batch_size <= 0 || seq_len <= 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "bad read: index %d, batch_size %d, seq_len %d", index, batch_size, seq_len));
-  }
-  if (!out->inputs.defined() || out->inputs.shape() != Shape{batch_size, seq_len}) {
-    out->inputs = Tensor::Empty({batch_size, seq_len}, DType::kI32);
-    out->targets = Tensor::Empty({batch_size, seq_len}, DType::kI32);
-  }
+  if (absl::Status s = PrepareBatch(index, batch_size, seq_len, out); !s.ok()) return s;
   int32_t* in = out->inputs.data<int32_t>();
   int32_t* tg = out->targets.data<int32_t>();
   for (int b = 0; b < batch_size; ++b) {

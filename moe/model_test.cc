@@ -8,30 +8,19 @@
 #include "gtest/gtest.h"
 #include "moe/ops/ops.h"
 #include "tests/testing/grad_check.h"
+#include "tests/testing/small_model.h"
 
 namespace sb {
 namespace {
 
 ModelOptions SmallOptions(bool tie) {
-  ModelOptions o;
-  o.vocab_size = 11;
-  o.d_model = 8;
-  o.num_layers = 3;
-  o.num_heads = 2;
-  o.num_kv_heads = 1;
-  o.ffn_dim = 12;
-  o.expert_ffn_dim = 6;
-  o.max_seq_len = 16;
-  o.tie_embeddings = tie;
+  ModelOptions o = testing::SmallModelOptions(tie);
   o.init_std = 0.5;  // large weights: non-trivial gradients everywhere
-  o.router.num_experts = 4;
-  o.router.top_k = 2;
   o.router.capacity_factor_train = 0.75;
   o.router.min_capacity = 1;
   o.router.aux_loss_coef = 0.1;
   o.router.z_loss_coef = 0.05;
   o.router.jitter_eps = 0.05;
-  o.moe_layers = {false, true, true};
   return o;
 }
 

@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/small_model.h"
 #include "moe/ops/ops.h"
 #include "tests/testing/files.h"
 
@@ -39,20 +40,8 @@ class FakeEpDispatcher : public TokenDispatcher {
 };
 
 ModelOptions SmallOptions(bool tie = false) {
-  ModelOptions o;
-  o.vocab_size = 11;
-  o.d_model = 8;
-  o.num_layers = 3;
-  o.num_heads = 2;
-  o.num_kv_heads = 1;
-  o.ffn_dim = 12;
-  o.expert_ffn_dim = 6;
-  o.max_seq_len = 16;
-  o.tie_embeddings = tie;
-  o.router.num_experts = 4;
-  o.router.top_k = 2;
+  ModelOptions o = testing::SmallModelOptions(tie);
   o.router.capacity_factor_train = 0.0;
-  o.moe_layers = {false, true, true};
   return o;
 }
 
