@@ -1,59 +1,221 @@
-// Times forward + backward of the model on CPU and splits the step into its
-// parts (attention, FFN/MoE, LM head) for a given size. Not a test: prints
-// tokens/s and GFLOP/s. Usage:
-//   model_step_bench [d_model layers experts top_k batch seq vocab expert_ffn]
+// Times one training step of the model a TrainConfig describes, on the CPU in
+// float32: forward (with the loss), backward, and the AdamW update, after
+// writing what a second implementation needs to check the same step:
+//   model_step_bench --config configs/tiny.textproto [--set k=v]... [--warmup 3]
+//       [--iters 10] --out_dir DIR [--json FILE]
+// DIR/weights.safetensors: the initial weights (Hugging Face names, f32).
+// DIR/batch.safetensors: tokens [B, S+1] i32 (inputs = [:, :-1], targets =
+//   [:, 1:]) and grad.<name> f32, every gradient of that batch's total loss.
+// FILE (default DIR/switchboard.json): the model and optimizer options, the
+//   losses of the batch, and the timings. benchmarks/torch_step_bench.py
+//   loads the same weights and batch into tests/reference/reference_model.py,
+//   checks losses and gradients, then times PyTorch on the same step.
+// The batch is micro_batch_size x seq_len ids drawn uniformly from the vocab;
+// the step runs in training mode (capacity_factor_train, jitter as set).
+// Threads: OMP_NUM_THREADS (our kernels and OpenBLAS share one OpenMP pool).
+// FLOPs: TrainFlopsPerToken (Megatron's active-parameter count), forward +
+// backward only; the AdamW update is timed but not counted.
+#include <omp.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
-#include <cstdlib>
+#include <filesystem>
+#include <string>
 #include <vector>
 
-#include "moe/model.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "launch/flags.h"
+#include "launch/model_factory.h"
+#include "moe/core/rng.h"
+#include "moe/io/model_weights.h"
+#include "moe/io/safetensors.h"
+#include "optim/adamw.h"
 
+namespace sb {
 namespace {
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-}  // namespace
 
-int main(int argc, char** argv) {
-  auto arg = [&](int i, int64_t fallback) { return argc > i ? std::atoll(argv[i]) : fallback; };
-  sb::ModelOptions o;
-  o.d_model = arg(1, 128);
-  o.num_layers = static_cast<int>(arg(2, 4));
-  o.router.num_experts = static_cast<int>(arg(3, 8));
-  o.router.top_k = static_cast<int>(arg(4, 2));
-  const int batch = static_cast<int>(arg(5, 16)), seq = static_cast<int>(arg(6, 128));
-  o.vocab_size = arg(7, 8192);
-  o.expert_ffn_dim = arg(8, 256);
-  o.num_heads = 4;
-  o.num_kv_heads = 2;
-  o.ffn_dim = 4 * o.d_model;
-  o.max_seq_len = seq;
-  o.tie_embeddings = true;
-  o.moe_layers.assign(o.num_layers, true);
-  sb::Model model(o, nullptr, sb::DType::kF32, sb::Device::kCpu);
-  model.InitWeights(1);
-  std::vector<int32_t> ids(batch * seq);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919) % o.vocab_size);
-  sb::Tensor inputs = sb::Tensor::FromVector(ids, {batch, seq});
-  sb::Tensor targets = sb::Tensor::FromVector(ids, {batch, seq});
-  const int warmup = 2, iters = 5;
-  double fwd = 0, bwd = 0;
-  for (int i = 0; i < warmup + iters; ++i) {
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string JsonList(const std::vector<double>& v) {
+  return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double x) {
+                        absl::StrAppend(out, absl::StrFormat("%.3f", x));
+                      }), "]");
+}
+
+// "grad.<HF name>" -> view of each gradient; expert stacks split per expert
+// under their global id, as the weights file names them.
+std::vector<std::pair<std::string, Tensor>> NamedGrads(Model& model) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (Parameter* p : model.Parameters()) {
+    if (!p->is_expert()) {
+      out.emplace_back("grad." + p->name, p->grad);
+      continue;
+    }
+    const Shape& stack = p->grad.shape();  // [E_local, a, b]
+    const Shape slice(stack.begin() + 1, stack.end());
+    for (int64_t i = 0; i < stack[0]; ++i)
+      out.emplace_back("grad." + p->SliceName(i), p->grad.Rows(i, i + 1).Reshape(slice));
+  }
+  return out;
+}
+
+// The fields reference_model.RefConfig and torch.optim.AdamW need.
+std::string OptionsJson(const ModelOptions& o, const TrainConfig& c) {
+  std::vector<int> moe(o.moe_layers.begin(), o.moe_layers.end());
+  const auto& r = o.router;
+  const auto& opt = c.optimizer();
+  return absl::StrFormat(
+      "\"model\": {\"vocab_size\": %d, \"d_model\": %d, \"num_layers\": %d, \"num_heads\": %d, "
+      "\"num_kv_heads\": %d, \"ffn_dim\": %d, \"expert_ffn_dim\": %d, \"rope_theta\": %.17g, "
+      "\"norm_eps\": %.17g, \"tie_embeddings\": %s, \"moe_layers\": [%s], \"num_experts\": %d, "
+      "\"top_k\": %d, \"normalize_top_k\": %s, \"capacity_factor\": %.17g, \"min_capacity\": %d, "
+      "\"aux_loss_coef\": %.17g, \"z_loss_coef\": %.17g, \"router_jitter_eps\": %.17g},\n"
+      "  \"optimizer\": {\"name\": \"%s\", \"lr\": %.17g, \"beta1\": %.17g, \"beta2\": %.17g, "
+      "\"eps\": %.17g, \"weight_decay\": %.17g, \"decay_norms\": %s, \"decay_embeddings\": %s}",
+      o.vocab_size, o.d_model, o.num_layers, o.num_heads, o.num_kv_heads, o.ffn_dim,
+      o.expert_ffn_dim, o.rope_theta, o.norm_eps, o.tie_embeddings ? "true" : "false",
+      absl::StrJoin(moe, ", "), r.num_experts, r.top_k, r.normalize_top_k ? "true" : "false",
+      r.capacity_factor_train, r.min_capacity, r.aux_loss_coef, r.z_loss_coef, r.jitter_eps,
+      switchboard::OptimizerConfig::Name_Name(opt.name()), opt.lr(), opt.beta1(), opt.beta2(),
+      opt.eps(), opt.weight_decay(), opt.decay_norms() ? "true" : "false",
+      opt.decay_embeddings() ? "true" : "false");
+}
+
+absl::Status Run(const Flags& flags) {
+  auto config = LoadConfigFile(flags.Get("config", "configs/tiny.textproto"));
+  if (!config.ok()) return config.status();
+  for (const std::string& assignment : flags.All("set")) {
+    if (absl::Status s = ApplyOverride(assignment, &*config); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateConfig(*config, /*world_size=*/1); !s.ok()) return s;
+  if (config->optimizer().name() != switchboard::OptimizerConfig::ADAMW) {
+    return absl::InvalidArgumentError("model_step_bench times AdamW: set optimizer.name=ADAMW");
+  }
+  auto warmup = flags.GetInt("warmup", 3);
+  auto iters = flags.GetInt("iters", 10);
+  if (!warmup.ok()) return warmup.status();
+  if (!iters.ok()) return iters.status();
+  if (*warmup < 0 || *iters < 1) return absl::InvalidArgumentError("need --warmup >= 0, --iters >= 1");
+  const std::string dir = flags.Get("out_dir");
+  std::filesystem::create_directories(dir);
+  const std::string json_path = flags.Get("json", dir + "/switchboard.json");
+
+  const ModelOptions options = ModelOptionsFromConfig(*config);
+  const int64_t B = config->train().micro_batch_size(), S = config->train().seq_len();
+  const uint64_t seed = config->train().seed();
+  Model model(options, nullptr, DType::kF32, Device::kCpu);
+  model.InitWeights(seed);
+  if (absl::Status s = SaveModelWeights(model, dir + "/weights.safetensors"); !s.ok()) return s;
+
+  // tokens [B, S+1] i32, uniform over the vocabulary.
+  std::vector<int32_t> tokens(B * (S + 1)), in(B * S), tgt(B * S);
+  const uint64_t key = StreamKey({seed, 0xba7c4});
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<int32_t>(UniformAt(key, i) * static_cast<double>(options.vocab_size));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      in[b * S + s] = tokens[b * (S + 1) + s];
+      tgt[b * S + s] = tokens[b * (S + 1) + s + 1];
+    }
+  }
+  const Tensor inputs = Tensor::FromVector(in, {B, S}), targets = Tensor::FromVector(tgt, {B, S});
+
+  // Validation record: the losses and every gradient of this batch at init.
+  StepContext ctx;
+  ctx.seed = seed;
+  const ForwardResult v = model.Forward(inputs, targets, ctx);
+  model.Backward(1.0);
+  auto saved = NamedGrads(model);
+  saved.emplace_back("tokens", Tensor::FromVector(tokens, {B, S + 1}));
+  if (absl::Status s = WriteSafetensors(dir + "/batch.safetensors", saved); !s.ok()) return s;
+
+  AdamW adamw(config->optimizer(), model.Parameters());
+  std::vector<double> fwd_ms, bwd_ms, opt_ms, step_ms;
+  for (int64_t i = 0; i < *warmup + *iters; ++i) {
+    model.ZeroGrad();
+    ctx.step = i;
     const double t0 = Now();
-    model.Forward(inputs, targets, sb::StepContext{});
+    model.Forward(inputs, targets, ctx);
     const double t1 = Now();
     model.Backward(1.0);
     const double t2 = Now();
-    if (i >= warmup) {
-      fwd += t1 - t0;
-      bwd += t2 - t1;
-    }
+    adamw.Step(config->optimizer().lr());
+    const double t3 = Now();
+    if (i < *warmup) continue;
+    fwd_ms.push_back(1e3 * (t1 - t0));
+    bwd_ms.push_back(1e3 * (t2 - t1));
+    opt_ms.push_back(1e3 * (t3 - t2));
+    step_ms.push_back(1e3 * (t2 - t0));
   }
-  fwd /= iters;
-  bwd /= iters;
-  const double tokens = double(batch) * seq;
-  std::printf("params %.2fM | forward %.1f ms | backward %.1f ms | %.0f tokens/s\n",
-              model.NumParameters() / 1e6, fwd * 1e3, bwd * 1e3, tokens / (fwd + bwd));
+  const double tokens_per_step = static_cast<double>(B * S);
+  const double flops_per_token = TrainFlopsPerToken(options, static_cast<int>(S));
+  const double step_s = Median(step_ms) / 1e3;
+  const int threads = omp_get_max_threads();
+  std::printf("switchboard | %d threads | %.2fM params | loss %.6f (ce %.6f) | fwd %.1f bwd %.1f "
+              "adamw %.1f ms | %.0f tokens/s | %.1f GFLOP/s (fwd+bwd, median of %lld)\n",
+              threads, model.NumParameters() / 1e6, v.total_loss, v.loss, Median(fwd_ms),
+              Median(bwd_ms), Median(opt_ms), tokens_per_step / step_s,
+              flops_per_token * tokens_per_step / step_s / 1e9, static_cast<long long>(*iters));
+
+  std::FILE* f = std::fopen(json_path.c_str(), "w");
+  if (!f) return absl::InternalError(absl::StrCat("cannot write ", json_path));
+  std::fprintf(f,
+               "{\"impl\": \"switchboard\", \"threads\": %d, \"config\": \"%s\", \"overrides\": [%s],\n"
+               "  %s,\n"
+               "  \"batch\": %lld, \"seq_len\": %lld, \"seed\": %llu, \"params\": %lld,\n"
+               "  \"weights\": \"%s/weights.safetensors\", \"batch_file\": \"%s/batch.safetensors\",\n"
+               "  \"loss\": {\"total\": %.9g, \"ce\": %.9g, \"aux\": %.9g, \"z\": %.9g, "
+               "\"dropped_fraction\": %.9g},\n"
+               "  \"warmup\": %lld, \"iters\": %lld, \"fwd_ms\": %s, \"bwd_ms\": %s, \"adamw_ms\": %s,\n"
+               "  \"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"flops_per_token\": %.0f, \"gflops\": %.2f}\n",
+               threads, flags.Get("config", "configs/tiny.textproto").c_str(),
+               absl::StrJoin(flags.All("set"), ", ", [](std::string* out, const std::string& s) {
+                 absl::StrAppend(out, "\"", s, "\"");
+               }).c_str(),
+               OptionsJson(options, *config).c_str(), static_cast<long long>(B),
+               static_cast<long long>(S), static_cast<unsigned long long>(seed),
+               static_cast<long long>(model.NumParameters()), dir.c_str(), dir.c_str(), v.total_loss,
+               v.loss, v.aux_loss, v.z_loss, v.dropped_fraction, static_cast<long long>(*warmup),
+               static_cast<long long>(*iters), JsonList(fwd_ms).c_str(), JsonList(bwd_ms).c_str(),
+               JsonList(opt_ms).c_str(), 1e3 * step_s, tokens_per_step / step_s, flops_per_token,
+               flops_per_token * tokens_per_step / step_s / 1e9);
+  std::fclose(f);
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace sb
+
+int main(int argc, char** argv) {
+  const std::vector<sb::FlagSpec> specs = {
+      {"config", "TrainConfig text file (default configs/tiny.textproto)"},
+      {"set", "override a config field, a.b=value (repeatable)", false, true},
+      {"warmup", "untimed steps first (default 3)"},
+      {"iters", "timed steps (default 10)"},
+      {"out_dir", "where weights, batch and the JSON report go", false, false, true},
+      {"json", "report path (default OUT_DIR/switchboard.json)"},
+  };
+  auto flags = sb::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc), specs);
+  if (!flags.ok()) {
+    std::fprintf(stderr, "model_step_bench: %s\n\n%s", std::string(flags.status().message()).c_str(),
+                 sb::FlagsUsage("model_step_bench", specs).c_str());
+    return 2;
+  }
+  if (absl::Status s = sb::Run(*flags); !s.ok()) {
+    std::fprintf(stderr, "model_step_bench: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
   return 0;
 }

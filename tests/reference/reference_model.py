@@ -207,9 +207,13 @@ def moe_layer(x, p, prefix, cfg: RefConfig):
     return y, record
 
 
-def forward(p: Dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, cfg: RefConfig):
+def forward(p: Dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, cfg: RefConfig,
+            moe=None):
     """inputs, targets [B, S] int64 -> dict with logits [B*S, V], ce, aux, z,
-    total and per-MoE-layer records keyed by block index."""
+    total and per-MoE-layer records keyed by block index. moe: a drop-in for
+    moe_layer (same arguments; its record needs only "aux" and "z"), e.g.
+    benchmarks/torch_step_bench.py's vectorised one."""
+    moe = moe or moe_layer
     b, s = inputs.shape
     x = p["model.embed_tokens.weight"][inputs]  # [B, S, D]
     routers = {}
@@ -219,7 +223,7 @@ def forward(p: Dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Ten
                           pre + "self_attn.", cfg)
         hn = rms_norm(h, p[pre + "post_attention_layernorm.weight"], cfg.norm_eps).reshape(b * s, -1)
         if cfg.moe_layers[i]:
-            ffn, routers[i] = moe_layer(hn, p, pre + "block_sparse_moe.", cfg)
+            ffn, routers[i] = moe(hn, p, pre + "block_sparse_moe.", cfg)
         else:
             q = pre + "mlp."
             ffn = swiglu(hn, p[q + "gate_proj.weight"], p[q + "up_proj.weight"],
