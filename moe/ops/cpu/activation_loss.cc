@@ -114,6 +114,7 @@ void CrossEntropyForward(const Tensor& logits, const Tensor& targets, const Tens
     for (int64_t t = 0; t < rows; ++t) {
       const T* xr = x + t * vocab;
       T mx = xr[0];
+#pragma omp simd reduction(max : mx)
       for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, xr[j]);
       T sum = 0;
 #pragma omp simd reduction(+ : sum)
