@@ -34,6 +34,11 @@ class Violations {
     Add(name, " = ", value, " must be >= ", lo);
     return false;
   }
+  bool AtMost(const char* name, int64_t value, int64_t hi) {
+    if (value <= hi) return true;
+    Add(name, " = ", value, " exceeds the supported maximum ", hi);
+    return false;
+  }
   // Real bounds; non-finite values were reported by CheckFinite and pass here.
   bool Positive(const char* name, double value) {
     if (!std::isfinite(value) || value > 0) return true;
@@ -88,7 +93,9 @@ void CheckModel(const TrainConfig& config, Violations* v) {
   const bool kv_ok = v->AtLeast("model.num_kv_heads", m.num_kv_heads(), 1);
 
   // ffn_dim is used by dense blocks, and by experts when expert_ffn_dim = 0.
-  const std::vector<bool> mask = MoeLayerMask(config);
+  // (Only for a plausible depth: the bound below reports absurd ones.)
+  const std::vector<bool> mask =
+      m.num_layers() <= 4096 ? MoeLayerMask(config) : std::vector<bool>();
   int first_dense = -1;
   bool any_moe = false;
   for (int i = 0; i < static_cast<int>(mask.size()); ++i) {
@@ -122,6 +129,15 @@ void CheckModel(const TrainConfig& config, Violations* v) {
     v->Add("model.num_heads = ", m.num_heads(), " is not divisible by model.num_kv_heads = ",
            m.num_kv_heads());
   }
+  // Upper bounds far above any real model: past them a typo would only
+  // surface later as an allocation failure or an index overflow.
+  v->AtMost("model.vocab_size", m.vocab_size(), int64_t{1} << 24);
+  v->AtMost("model.d_model", m.d_model(), int64_t{1} << 20);
+  v->AtMost("model.num_layers", m.num_layers(), 4096);
+  v->AtMost("model.num_heads", m.num_heads(), 4096);
+  v->AtMost("model.ffn_dim", m.ffn_dim(), int64_t{1} << 22);
+  v->AtMost("model.expert_ffn_dim", m.expert_ffn_dim(), int64_t{1} << 22);
+  v->AtMost("model.max_seq_len", m.max_seq_len(), int64_t{1} << 24);
 }
 
 void CheckMoe(const TrainConfig& config, Violations* v) {
@@ -131,6 +147,7 @@ void CheckMoe(const TrainConfig& config, Violations* v) {
     v->Add("moe.top_k = ", moe.top_k(), " exceeds moe.num_experts = ", moe.num_experts());
   }
   v->AtLeast("moe.top_k", moe.top_k(), 1);
+  v->AtMost("moe.num_experts", moe.num_experts(), 1 << 16);
   v->AtLeast("moe.min_capacity", moe.min_capacity(), 0);
   v->InRange("moe.router_jitter_eps", moe.router_jitter_eps(), 0, 1, /*hi_inclusive=*/false);
   v->NonNegative("moe.aux_loss_coef", moe.aux_loss_coef());
@@ -207,6 +224,12 @@ void CheckTrain(const TrainConfig& config, Violations* v) {
       t.seq_len() > config.model().max_seq_len()) {
     v->Add("train.seq_len = ", t.seq_len(), " exceeds model.max_seq_len = ",
            config.model().max_seq_len());
+  }
+  // Token rows are indexed with int32 (routing permutations): T * top_k < 2^31.
+  const int64_t rows = int64_t{t.micro_batch_size()} * t.seq_len() * std::max(1, config.moe().top_k());
+  if (t.micro_batch_size() >= 1 && t.seq_len() >= 1 && rows >= (int64_t{1} << 31)) {
+    v->Add("train.micro_batch_size * train.seq_len * moe.top_k = ", rows,
+           " token choices per micro-batch exceed 2^31");
   }
   v->AtLeast("train.grad_accum_steps", t.grad_accum_steps(), 1);
   v->AtLeast("train.log_every", t.log_every(), 1);

@@ -76,6 +76,15 @@ TEST_P(ValidateRule, FailsNamingTheField) {
 const RuleCase kRuleCases[] = {
     // model
     {"VocabSize", {"model.vocab_size=0"}, "model.vocab_size = 0 must be >= 1"},
+    {"NumLayersHuge", {"model.num_layers=2000000000", "moe.moe_layer_interval=1"},
+     "model.num_layers = 2000000000 exceeds the supported maximum 4096"},
+    {"DModelHuge", {"model.d_model=4194304", "model.num_heads=8", "model.num_kv_heads=8"},
+     "model.d_model = 4194304 exceeds the supported maximum"},
+    {"VocabHuge", {"model.vocab_size=100000000"}, "model.vocab_size = 100000000 exceeds"},
+    {"ExpertsHuge", {"moe.num_experts=1000000"}, "moe.num_experts = 1000000 exceeds"},
+    {"TokenChoicesOverflow",
+     {"train.micro_batch_size=1000000", "train.seq_len=2048", "model.max_seq_len=2048"},
+     "token choices per micro-batch exceed 2^31"},
     {"DModel", {"model.d_model=-8"}, "model.d_model = -8"},
     {"NumLayers", {"model.num_layers=0"}, "model.num_layers = 0"},
     {"NumHeads", {"model.num_heads=0"}, "model.num_heads = 0"},
