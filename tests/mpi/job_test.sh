@@ -17,6 +17,10 @@
 #   status  a runtime error on rank 1 (Runtime::Abort)
 #   slow    rank 1 stays out of a collective past the timeout: the watchdog
 #           ends the job and reports that every rank still answers
+#   device_error  rank 1's device transport (a stand-in for NCCL's probe)
+#           reports an async error: device communicators aborted, rank named
+#   device_hang   a device operation never finishes on any rank: the
+#           watchdog's probe timeout ends the job
 #   kill    SIGKILL of one training rank (mpirun notices the dead child)
 #   stop    SIGSTOP of one training rank: alive but silent, like a rank
 #           behind a cut link; the watchdog's census names it
@@ -169,7 +173,7 @@ case "$scenario" in
     [ "$(grep -c 'is not divisible' "$tmp/out")" -eq 1 ] || fail "message printed more than once"
     [ -e "$tmp/run" ] && fail "a run dir was created before the config was validated"
     ;;
-  check | status | slow)
+  check | status | slow | device_error | device_hang)
     start_job mpirun -np 3 "$probe" "$scenario"
     wait_job "$limit"
     [ "$rc" -ne 0 ] || fail "exit code 0"
@@ -178,7 +182,16 @@ case "$scenario" in
       status) expect_output "FATAL \[rank 1 on .*\] deliberate runtime error on rank 1" ;;
       slow) expect_output "collective timeout: MPI_Barrier"
             expect_output "every rank answered" ;;
+      device_error)
+        expect_output "FATAL \[rank 1 on .*\] device collective failed: ncclRemoteError"
+        expect_output "oldest unfinished: ncclAllReduce on group 'world'"
+        expect_output "rank 1 aborted its device communicators" ;;
+      device_hang)
+        expect_output "collective timeout: ncclAllReduce on group 'world' (device work)"
+        expect_output "every rank answered"
+        expect_output "aborted its device communicators" ;;
     esac
+    grep -q "outlived its probe" "$tmp/out" && fail "a rank outlived the watchdog"
     grep -q "should not happen" "$tmp/out" && fail "a rank passed the barrier"
     ;;
   kill | stop)

@@ -13,7 +13,9 @@
 // tolerance can be tight (1e-9 of the largest AdamW move): a wrong gradient
 // scale, a missing expert-gradient sum or a misrouted row is far outside it.
 // ZeRO-1 is checked in f32 (the training dtype), bitwise against the
-// unsharded optimizer on the same layout. Run by ctest through mpirun.
+// unsharded optimizer on the same layout. Layouts include a hierarchical
+// all-to-all (np 4, ep 4 as 2 "nodes" x 2) and the blocking gradient sync
+// (the others overlap it with backward). Run by ctest through mpirun.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -199,6 +201,8 @@ void ExpectSameParameters(const Run& ref, const Run& run, ProcessGrid& grid, con
 
 struct Layout {
   int world, ep;
+  int ranks_per_node = 0;         // > 0: hierarchical all-to-all over "nodes" of that many ranks
+  bool overlap_grad_sync = true;  // the default; one layout runs the blocking sync
 };
 
 void CheckLayouts(double capacity_factor) {
@@ -213,15 +217,23 @@ void CheckLayouts(double capacity_factor) {
   }
   EXPECT_GT(ref.steps[0].grad_norm, 1.0) << "clipping (grad_clip = 1) should be active";
   int checked = 0;
-  for (const Layout layout : {Layout{4, 2}, Layout{4, 4}, Layout{2, 1}, Layout{2, 2}, Layout{1, 1}}) {
+  for (const Layout layout : {Layout{4, 2}, Layout{4, 4}, Layout{4, 4, 2}, Layout{4, 2, 0, false},
+                              Layout{2, 1}, Layout{2, 2}, Layout{1, 1}}) {
     if (W % layout.world != 0) continue;
     auto world = rt.world().Split(rt.rank() / layout.world, rt.rank(), "world");
-    auto grid = ProcessGrid::Create(*world, layout.ep);
+    auto grid = ProcessGrid::Create(*world, layout.ep, layout.ranks_per_node);
     ASSERT_TRUE(grid.ok()) << grid.status();
-    const std::string what = "np " + std::to_string(layout.world) + " ep " +
-                             std::to_string(layout.ep) + " cf " + std::to_string(capacity_factor);
-    const Run run = Train(TinyConfig(capacity_factor, kMicroBatches / layout.world, layout.ep),
-                          grid->get(), DType::kF64);
+    const std::string what =
+        "np " + std::to_string(layout.world) + " ep " + std::to_string(layout.ep) +
+        (layout.ranks_per_node ? " hierarchical " + std::to_string(layout.ranks_per_node) : "") +
+        (layout.overlap_grad_sync ? "" : " blocking grad sync") + " cf " +
+        std::to_string(capacity_factor);
+    if (layout.ranks_per_node) {
+      EXPECT_EQ((*grid)->nodes_per_ep_group(), 2) << what;
+    }
+    TrainConfig config = TinyConfig(capacity_factor, kMicroBatches / layout.world, layout.ep);
+    config.mutable_parallel()->set_overlap_grad_sync(layout.overlap_grad_sync);
+    const Run run = Train(config, grid->get(), DType::kF64);
     ExpectSameMetrics(ref, run, what);
     ExpectSameParameters(ref, run, **grid, what);
     ExpectReplicasIdentical(run.params, (*grid)->world(), /*expert=*/false, what);
