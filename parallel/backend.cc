@@ -33,8 +33,9 @@ bool NcclBuilt() { return SB_CUDA != 0; }
 
 absl::StatusOr<int> BindLocalDevice(const Runtime& runtime) {
   const ProcessInfo& info = runtime.info();
-  const LocalRank local = LocalRankFromEnvironment(
+  LocalRank local = LocalRankFromEnvironment(
       [](const char* name) { return std::getenv(name); }, info.local_rank, info.local_size);
+  if (!info.mpi && local.source == kSplitSource) local.source = "a world of one (no launcher)";
   absl::StatusOr<int> device = DeviceForLocalRank(local, CudaDeviceCount(), info.host,
                                                   std::getenv("CUDA_VISIBLE_DEVICES"));
   if (!device.ok()) return device.status();

@@ -33,7 +33,7 @@ LocalRank LocalRankFromEnvironment(const std::function<const char*(const char*)>
     local.source = s.rank;
     return local;
   }
-  return LocalRank{split_rank, split_size, "MPI shared-memory split"};
+  return LocalRank{split_rank, split_size, kSplitSource};
 }
 
 absl::StatusOr<int> DeviceForLocalRank(const LocalRank& local, int visible_devices,

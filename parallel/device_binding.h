@@ -22,6 +22,7 @@ struct LocalRank {
 // (srun), MPI_LOCALRANKID / MPI_LOCALNRANKS (MPICH, Intel MPI). Without them
 // (or for a missing size) the MPI shared-memory split's values. getenv is a
 // parameter so that tests can feed an environment.
+inline constexpr char kSplitSource[] = "MPI shared-memory split";
 LocalRank LocalRankFromEnvironment(const std::function<const char*(const char*)>& getenv,
                                    int split_rank, int split_size);
 
