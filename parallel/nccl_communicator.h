@@ -58,6 +58,9 @@ class NcclCommunicator : public Communicator {
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
   int device() const { return device_; }
+  // The raw handles, for benchmarks that time NCCL itself next to this class.
+  ncclComm* nccl_comm() const { return comm_; }
+  CUstream_st* stream() const { return stream_; }
 
   void AllReduceSum(const Tensor& buf) override;
   void AllToAllV(const Tensor& send, const std::vector<int64_t>& send_rows, const Tensor& recv,
