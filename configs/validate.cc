@@ -193,9 +193,7 @@ void CheckParallel(const TrainConfig& config, int world_size, Violations* v) {
     v->Add("parallel.backend = NCCL moves device buffers: it needs train.device = CUDA "
            "(use AUTO or MPI on the CPU)");
   }
-  if (p.backend() == switchboard::ParallelConfig::NCCL && !CudaBuilt()) {
-    v->Add("parallel.backend = NCCL but this binary was built without CUDA (SB_CUDA=OFF)");
-  }
+  // (NCCL with train.device = CUDA in a build without CUDA: train.device's own error.)
   if (p.backend() == switchboard::ParallelConfig::MPI && cuda) {
     v->Add("parallel.backend = MPI moves host buffers only: train.device = CUDA needs NCCL "
            "(or AUTO)");

@@ -18,6 +18,7 @@
 #include "optim/test_util.h"
 #include "parallel/all_to_all_dispatcher.h"
 #include "parallel/pipelined_experts.h"
+#include "tests/testing/crafted_rows.h"
 #include "tests/testing/mpi_test_main.h"
 
 namespace sb {
@@ -182,13 +183,11 @@ TEST(PipelinedExperts, EqualsUnchunkedDispatchComputeCombine) {
   const int W = c.size(), r = c.rank(), D = 3;
   for (int L : {1, 2}) {
     const int E = L * W;
-    std::vector<int64_t> counts(E);
-    std::vector<double> values;
-    for (int e = 0; e < E; ++e) {
-      counts[e] = (r + 3 * e) % 5;  // 0..4 rows: fewer rows than chunks in places
-      for (int64_t k = 0; k < counts[e]; ++k)
-        for (int col = 0; col < D; ++col) values.push_back(Code(r, e, k, col));
-    }
+    // 0..4 rows per expert: fewer rows than chunks in places.
+    const testing::CraftedExchange input =
+        testing::CraftPerExpert(E, r, D, [](int rank, int e) { return (rank + 3 * e) % 5; });
+    const std::vector<int64_t>& counts = input.send_rows;
+    const std::vector<double>& values = input.values;
     auto scale_by_expert = [&](const Tensor& x, const std::vector<int64_t>& rows_per_local,
                                const Tensor& y) {
       ops::Copy(x, y);
@@ -214,7 +213,7 @@ TEST(PipelinedExperts, EqualsUnchunkedDispatchComputeCombine) {
         k = 0;
         ++e;
       }
-      ASSERT_EQ(e_values[row * D], Code(r, e, k, 0) * (e + 1)) << "row " << row;
+      ASSERT_EQ(e_values[row * D], testing::CraftedCode(r, e, k, 0) * (e + 1)) << "row " << row;
     }
     PipelinedExperts pipelined(c, E);
     for (int chunks : {1, 2, 3, 5}) {

@@ -9,10 +9,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <numeric>
 
 #include "parallel/all_to_all_dispatcher.h"
 #include "parallel/hierarchical_all_to_all.h"
+#include "tests/testing/crafted_rows.h"
 #include "tests/testing/mpi_test_main.h"
 
 namespace sb {
@@ -20,9 +20,12 @@ namespace {
 
 Communicator& World() { return testing::TestRuntime().world(); }
 
+using testing::CraftAllToAll;
+using testing::CraftedCode;
+using testing::CraftPerExpert;
+
 // Rows member `from` sends to member `to`; includes zeros and self-sends.
 int64_t Count(int from, int to) { return (from * 5 + to * 3) % 4; }
-double Code(int from, int to, int64_t k, int col) { return ((from * 16 + to) * 8 + k) * 4 + col; }
 
 std::vector<int> Divisors(int n) {
   std::vector<int> d;
@@ -41,18 +44,12 @@ TYPED_TEST(HierarchicalTest, AllToAllVEqualsFlat) {
   const int W = c.size(), r = c.rank();
   for (int D : {3, 0}) {  // D = 0: a 1-D tensor (rows of one element)
     const int cols = D == 0 ? 1 : D;
-    std::vector<int64_t> send_rows(W), recv_rows(W);
-    std::vector<TypeParam> values;
-    for (int p = 0; p < W; ++p) {
-      send_rows[p] = Count(r, p);
-      recv_rows[p] = Count(p, r);
-      for (int64_t k = 0; k < send_rows[p]; ++k)
-        for (int col = 0; col < cols; ++col) values.push_back(TypeParam(Code(r, p, k, col)));
-    }
-    const int64_t n_send = std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0});
-    const int64_t n_recv = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
+    const testing::CraftedExchange x = CraftAllToAll(W, r, cols, Count);
+    const std::vector<int64_t>&send_rows = x.send_rows, &recv_rows = x.recv_rows;
+    const int64_t n_send = x.total_send, n_recv = x.total_recv;
     auto shape = [&](int64_t rows) { return D == 0 ? Shape{rows} : Shape{rows, D}; };
-    Tensor send = Tensor::FromVector(values, shape(n_send));
+    Tensor send = Tensor::FromVector(std::vector<TypeParam>(x.values.begin(), x.values.end()),
+                                     shape(n_send));
     Tensor flat = Tensor::Zeros(shape(n_recv), send.dtype());
     c.AllToAllV(send, send_rows, flat, recv_rows);
     // The flat result itself, element by element.
@@ -60,7 +57,7 @@ TYPED_TEST(HierarchicalTest, AllToAllVEqualsFlat) {
     size_t i = 0;
     for (int s = 0; s < W; ++s)
       for (int64_t k = 0; k < Count(s, r); ++k)
-        for (int col = 0; col < cols; ++col, ++i) ASSERT_EQ(expected[i], Code(s, r, k, col));
+        for (int col = 0; col < cols; ++col, ++i) ASSERT_EQ(expected[i], CraftedCode(s, r, k, col));
     for (int G : Divisors(W)) {
       auto h = HierarchicalCommunicator::Create(c, G);
       ASSERT_TRUE(h.ok()) << h.status();
@@ -91,13 +88,10 @@ TEST(HierarchicalAllToAll, DispatcherLayoutEqualsFlat) {
   const int W = c.size(), r = c.rank(), D = 4;
   for (int L : {1, 3}) {
     const int E = L * W;
-    std::vector<int64_t> counts(E);
-    std::vector<double> values;
-    for (int e = 0; e < E; ++e) {
-      counts[e] = (r + 2 * e) % 3;
-      for (int64_t k = 0; k < counts[e]; ++k)
-        for (int col = 0; col < D; ++col) values.push_back(Code(r, e, k, col));
-    }
+    const testing::CraftedExchange x =
+        CraftPerExpert(E, r, D, [](int rank, int e) { return (rank + 2 * e) % 3; });
+    const std::vector<int64_t>& counts = x.send_rows;
+    const std::vector<double>& values = x.values;
     AllToAllDispatcher flat(c, E);
     const DispatchPlan plan = flat.Plan(counts);
     Tensor src = Tensor::FromVector(values, {plan.total_send, D});
@@ -135,16 +129,10 @@ TEST(NonBlocking, AsyncFormsEqualBlocking) {
   EXPECT_EQ(a.ToDoubles(), (std::vector<double>{ranks, 2.0 * W, 3.0 * W + ranks}));
   EXPECT_EQ(b.ToDoubles(), (std::vector<double>{ranks, 10.0 * W}));
   // All-to-all-v against the blocking one.
-  std::vector<int64_t> send_rows(W), recv_rows(W);
-  std::vector<float> values;
-  for (int p = 0; p < W; ++p) {
-    send_rows[p] = Count(r, p);
-    recv_rows[p] = Count(p, r);
-    for (int64_t k = 0; k < send_rows[p] * 2; ++k) values.push_back(float(Code(r, p, k, 0)));
-  }
-  const int64_t n_send = std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0});
-  const int64_t n_recv = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
-  Tensor send = Tensor::FromVector(values, {n_send, 2});
+  const testing::CraftedExchange x = CraftAllToAll(W, r, 2, Count);
+  const std::vector<int64_t>&send_rows = x.send_rows, &recv_rows = x.recv_rows;
+  const int64_t n_send = x.total_send, n_recv = x.total_recv;
+  Tensor send = Tensor::FromVector(std::vector<float>(x.values.begin(), x.values.end()), {n_send, 2});
   Tensor blocking = Tensor::Zeros({n_recv, 2}), async = Tensor::Zeros({n_recv, 2});
   c.AllToAllV(send, send_rows, blocking, recv_rows);
   {

@@ -16,6 +16,7 @@
 #include "parallel/backend.h"
 #include "parallel/hierarchical_all_to_all.h"
 #include "parallel/process_grid.h"
+#include "tests/testing/crafted_rows.h"
 #include "tests/testing/mpi_test_main.h"
 
 namespace sb {
@@ -64,7 +65,6 @@ Tensor ToDevice(const Tensor& host) {
 }
 
 int64_t Count(int from, int to) { return (from * 5 + to * 3) % 4; }
-double Code(int from, int to, int64_t k, int col) { return ((from * 16 + to) * 8 + k) * 4 + col; }
 
 template <typename T>
 Tensor Make(const std::vector<double>& values, const Shape& shape) {
@@ -81,17 +81,10 @@ TYPED_TEST(NcclCollectives, EqualTheMpiCommunicator) {
   Communicator& mpi = Rt().world();
   const int W = mpi.size(), r = mpi.rank(), D = 3;
   // All-to-all-v.
-  std::vector<int64_t> send_rows(W), recv_rows(W);
-  std::vector<double> values;
-  for (int p = 0; p < W; ++p) {
-    send_rows[p] = Count(r, p);
-    recv_rows[p] = Count(p, r);
-    for (int64_t k = 0; k < send_rows[p]; ++k)
-      for (int col = 0; col < D; ++col) values.push_back(Code(r, p, k, col));
-  }
-  const int64_t n_send = std::accumulate(send_rows.begin(), send_rows.end(), int64_t{0});
-  const int64_t n_recv = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
-  const Tensor send = Make<TypeParam>(values, {n_send, D});
+  const testing::CraftedExchange a2a = testing::CraftAllToAll(W, r, D, Count);
+  const std::vector<int64_t>&send_rows = a2a.send_rows, &recv_rows = a2a.recv_rows;
+  const int64_t n_send = a2a.total_send, n_recv = a2a.total_recv;
+  const Tensor send = Make<TypeParam>(a2a.values, {n_send, D});
   Tensor expected = Tensor::Zeros({n_recv, D}, send.dtype());
   mpi.AllToAllV(send, send_rows, expected, recv_rows);
   // Device inputs are named: NCCL reads them after the call returns.
@@ -143,13 +136,10 @@ TEST(NcclGrid, SplitHierarchicalAndDispatcherEqualMpi) {
   auto nccl_grid = ProcessGrid::Create(*nccl, W, W % 2 == 0 && W > 2 ? 2 : 0);
   auto mpi_grid = ProcessGrid::Create(mpi, W);
   ASSERT_TRUE(nccl_grid.ok() && mpi_grid.ok());
-  std::vector<int64_t> counts(E);
-  std::vector<double> values;
-  for (int e = 0; e < E; ++e) {
-    counts[e] = (r + 2 * e) % 3;
-    for (int64_t k = 0; k < counts[e]; ++k)
-      for (int col = 0; col < D; ++col) values.push_back(Code(r, e, k, col));
-  }
+  const testing::CraftedExchange x =
+      testing::CraftPerExpert(E, r, D, [](int rank, int e) { return (rank + 2 * e) % 3; });
+  const std::vector<int64_t>& counts = x.send_rows;
+  const std::vector<double>& values = x.values;
   AllToAllDispatcher over_mpi((*mpi_grid)->dispatch_group(), E);
   AllToAllDispatcher over_nccl((*nccl_grid)->dispatch_group(), E);
   const DispatchPlan plan = over_mpi.Plan(counts);
