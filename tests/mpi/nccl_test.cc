@@ -24,9 +24,18 @@ namespace {
 
 Runtime& Rt() { return testing::TestRuntime(); }
 
-// The NCCL world, made once (collective), or why not.
+// The NCCL world, made once (collective) and destroyed after the last test,
+// before main ends MPI and the watchdog its probes are registered with.
+std::unique_ptr<Communicator> g_nccl;
+class NcclTeardown : public ::testing::Environment {
+ public:
+  void TearDown() override { g_nccl.reset(); }
+};
+const auto* const kTeardown = ::testing::AddGlobalTestEnvironment(new NcclTeardown);
+
+// The NCCL world, or why not.
 Communicator* Nccl(std::string* why_not) {
-  static std::unique_ptr<Communicator> nccl;
+  std::unique_ptr<Communicator>& nccl = g_nccl;
   static std::string reason;
   static bool tried = false;
   if (!tried) {
