@@ -187,6 +187,24 @@ void CheckParallel(const TrainConfig& config, int world_size, Violations* v) {
   if (world_ok && world_size % ep != 0) {
     v->Add("world size ", world_size, " is not divisible by parallel.expert_parallel_size = ", ep);
   }
+  const auto& p = config.parallel();
+  const bool cuda = config.train().device() == switchboard::TrainLoopConfig::CUDA;
+  if (p.backend() == switchboard::ParallelConfig::NCCL && !cuda) {
+    v->Add("parallel.backend = NCCL moves device buffers: it needs train.device = CUDA "
+           "(use AUTO or MPI on the CPU)");
+  }
+  // (NCCL with train.device = CUDA in a build without CUDA: train.device's own error.)
+  if (p.backend() == switchboard::ParallelConfig::MPI && cuda) {
+    v->Add("parallel.backend = MPI moves host buffers only: train.device = CUDA needs NCCL "
+           "(or AUTO)");
+  }
+  if (v->AtLeast("parallel.ranks_per_node", p.ranks_per_node(), 0) && p.ranks_per_node() > 0 &&
+      p.all_to_all() == switchboard::ParallelConfig::HIERARCHICAL &&
+      ep % p.ranks_per_node() != 0 && p.ranks_per_node() % ep != 0) {
+    v->Add("parallel.all_to_all = HIERARCHICAL needs expert-parallel groups of whole nodes: "
+           "parallel.expert_parallel_size = ", ep, " and parallel.ranks_per_node = ",
+           p.ranks_per_node(), " must divide one another");
+  }
 }
 
 void CheckOptimizer(const TrainConfig& config, Violations* v) {

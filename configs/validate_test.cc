@@ -44,11 +44,23 @@ TEST(ValidateConfig, EdgeValuesThatAreAllowed) {
            {"schedule.min_lr_ratio=1", "schedule.warmup_steps=0"},
            {"train.eval_every=0", "train.seq_len=2048", "checkpoint.keep_last=0"},
            {"parallel.expert_parallel_size=8"},
+           {"parallel.all_to_all=HIERARCHICAL", "parallel.ranks_per_node=4",
+            "parallel.overlap_grad_sync=false", "parallel.backend=MPI"},
        }) {
     const int world = overrides[0] == "parallel.expert_parallel_size=8" ? 16 : 1;
     const absl::Status status = ValidateConfig(WithOverrides(overrides), world);
     EXPECT_TRUE(status.ok()) << absl::StrJoin(overrides, " ") << ": " << status;
   }
+}
+
+// Separate from the one-error-per-case table below: train.device = CUDA
+// adds its own error while the CUDA path is incomplete.
+TEST(ValidateConfig, MpiBackendRejectsCudaDevice) {
+  const absl::Status status =
+      ValidateConfig(WithOverrides({"train.device=CUDA", "parallel.backend=MPI"}), 1);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("parallel.backend = MPI moves host buffers only: train.device = CUDA "
+                        "needs NCCL"));
 }
 
 struct RuleCase {
@@ -131,6 +143,15 @@ const RuleCase kRuleCases[] = {
     {"GradBucketPositive", {"parallel.grad_bucket_mb=0"}, "parallel.grad_bucket_mb = 0 must be > 0"},
     {"CollectiveTimeoutNonNegative", {"parallel.collective_timeout_s=-1"},
      "parallel.collective_timeout_s = -1 must be >= 0"},
+    {"NcclNeedsCudaDevice", {"parallel.backend=NCCL"},
+     "parallel.backend = NCCL moves device buffers: it needs train.device = CUDA"},
+    {"RanksPerNodeNonNegative", {"parallel.ranks_per_node=-1"},
+     "parallel.ranks_per_node = -1 must be >= 0"},
+    {"HierarchicalNeedsWholeNodes",
+     {"parallel.all_to_all=HIERARCHICAL", "parallel.ranks_per_node=3",
+      "parallel.expert_parallel_size=2"},
+     "parallel.expert_parallel_size = 2 and parallel.ranks_per_node = 3 must divide one another",
+     6},
     // optimizer
     {"Lr", {"optimizer.lr=0"}, "optimizer.lr = 0 must be > 0"},
     {"LrNotNan", {"optimizer.lr=nan"}, "optimizer.lr = nan must be finite"},

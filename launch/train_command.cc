@@ -14,6 +14,7 @@
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/trainer.h"
+#include "parallel/backend.h"
 #include "parallel/runtime.h"
 
 namespace sb {
@@ -97,7 +98,38 @@ int TrainCommand(const Args& args) {
     return error_on_all(2, absl::StrCat(s.message(), "\n(world size ", rt.world_size(),
                                         ": the number of ranks started by mpirun / srun)"));
   }
-  auto grid = ProcessGrid::Create(rt.world(), config->parallel().expert_parallel_size());
+  // Tensors move over MPI (host) or NCCL (device): parallel.backend, AUTO by train.device.
+  static_assert(static_cast<int>(Backend::kAuto) == switchboard::ParallelConfig::AUTO &&
+                    static_cast<int>(Backend::kMpi) == switchboard::ParallelConfig::MPI &&
+                    static_cast<int>(Backend::kNccl) == switchboard::ParallelConfig::NCCL,
+                "parallel::Backend mirrors ParallelConfig::Backend");
+  const Backend backend = ResolveBackend(
+      static_cast<Backend>(config->parallel().backend()),
+      config->train().device() == switchboard::TrainLoopConfig::CUDA ? Device::kCuda
+                                                                     : Device::kCpu);
+  std::unique_ptr<Communicator> nccl_world;
+  if (backend == Backend::kNccl) {
+    // Every rank binds its GPU first, so that one without a GPU fails the
+    // job cleanly instead of leaving the others in NCCL's bootstrap.
+    absl::StatusOr<int> device = BindLocalDevice(rt);
+    if (!rt.AllOk(device.ok())) return error_on_some(2, device.status());
+    auto world = CreateNcclWorld(rt, *device);
+    if (!rt.AllOk(world.ok())) return error_on_some(2, world.status());
+    nccl_world = std::move(*world);
+  }
+  // parallel.all_to_all = HIERARCHICAL: nodes from the config or the launcher's placement.
+  int ranks_per_node = 0;
+  if (config->parallel().all_to_all() == switchboard::ParallelConfig::HIERARCHICAL) {
+    ranks_per_node = config->parallel().ranks_per_node() > 0 ? config->parallel().ranks_per_node()
+                                                             : BlockRanksPerNode(rt.hosts());
+    if (ranks_per_node == 0) {
+      return error_on_all(2, "parallel.all_to_all = HIERARCHICAL: the ranks are not placed node "
+                             "by node with the same count per node (mpirun --map-by ppr:N:node); "
+                             "set parallel.ranks_per_node or use FLAT");
+    }
+  }
+  auto grid = ProcessGrid::Create(nccl_world ? *nccl_world : rt.world(),
+                                  config->parallel().expert_parallel_size(), ranks_per_node);
   if (!grid.ok()) return error_on_all(2, std::string(grid.status().message()));
 
   const std::string run_dir = flags->Get(

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   t->model_options_ = ModelOptionsFromConfig(config);
   ProcessGrid& grid = *t->grid_;
   if (grid.ep_size() > 1) {
-    t->dispatcher_ = std::make_unique<AllToAllDispatcher>(grid.ep_group(),
+    t->dispatcher_ = std::make_unique<AllToAllDispatcher>(grid.dispatch_group(),
                                                           t->model_options_.router.num_experts);
   }
   // Weights are keyed by (seed, name, global expert id): every layout
@@ -109,6 +109,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   t->params_ = SplitByReplication(params);
   const auto bucket_bytes = static_cast<int64_t>(config.parallel().grad_bucket_mb() * (1 << 20));
   t->grad_sync_ = std::make_unique<GradSync>(params, grid, std::max<int64_t>(bucket_bytes, 1));
+  // Buckets start all-reducing as the last micro-batch's backward finishes them.
+  GradSync* grad_sync = t->grad_sync_.get();
+  t->model_->set_backward_observer(
+      [grad_sync](const std::vector<Parameter*>& finished) { grad_sync->GradientsReady(finished); });
   if (config.parallel().zero1()) {
     t->optimizer_ = std::make_unique<Zero1Optimizer>(
         config.optimizer(), params, ReplicasOf(grid.world()), ReplicasOf(grid.edp_group()),
@@ -177,6 +181,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
     }
     StepContext ctx{true, train.seed(), step, j};
     const ForwardResult r = model_->Forward(batch_.inputs, batch_.targets, ctx);
+    if (a == accum - 1 && config_.parallel().overlap_grad_sync()) grad_sync_->BeginOverlap();
     // The step's loss is the mean over all world * accum micro-batches.
     model_->Backward(1.0 / micro_batches);
     m.loss += r.loss / accum;
@@ -350,6 +355,10 @@ absl::Status Trainer::Run() {
                   grid_->world_size(), grid_->dp_size(), grid_->ep_size(),
                   model_options_.router.num_experts / grid_->ep_size(),
                   config_.parallel().zero1() ? ", ZeRO-1 optimizer state" : "");
+      if (grid_->nodes_per_ep_group() > 1) {
+        std::printf("ranks: hierarchical all-to-all, each expert-parallel group = %d nodes x %d\n",
+                    grid_->nodes_per_ep_group(), grid_->ep_size() / grid_->nodes_per_ep_group());
+      }
     }
     std::fflush(stdout);
   }

@@ -1,5 +1,6 @@
 #include "moe/model.h"
 
+#include <algorithm>
 #include <string>
 
 #include "moe/layers/dense_ffn.h"
@@ -130,8 +131,22 @@ void Model::Backward(double loss_scale) {
   Tensor dh = dhidden_.Get(final_hidden_.shape(), final_hidden_.dtype(), final_hidden_.device());
   ops::Gemm(dlogits, false, head.value, false, dh);
   Tensor dx = final_norm_.Backward(dh);
-  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) dx = (*it)->Backward(dx, loss_scale);
+  auto finished = [this](std::vector<Parameter*> params) {
+    if (backward_observer_) backward_observer_(params);
+  };
+  if (lm_head_) {
+    finished({lm_head_.get(), &final_norm_.weight});
+  } else {
+    finished({&final_norm_.weight});
+  }
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
+    dx = (*it)->Backward(dx, loss_scale);
+    std::vector<Parameter*> params = (*it)->Parameters();
+    std::reverse(params.begin(), params.end());  // Parameters() order, backwards
+    finished(params);
+  }
   embedding_.Backward(dx);
+  finished({&embedding_.weight});
 }
 
 }  // namespace sb

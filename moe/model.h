@@ -4,6 +4,7 @@
 // Face's, so HF checkpoints load and export without renaming tables.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -56,6 +57,13 @@ class Model {
   // Adds d(loss_scale * total_loss)/dparam into every parameter's grad.
   void Backward(double loss_scale);
   void ZeroGrad();
+  // Called during Backward with the parameters whose gradients that pass has
+  // finished, in the order it finishes them: LM head and final norm, each
+  // block from last to first, the embedding (which a tied head also writes).
+  // Gradient synchronisation starts all-reducing them early
+  // (parallel/grad_sync.h); every parameter is reported once per pass.
+  using BackwardObserver = std::function<void(const std::vector<Parameter*>& finished)>;
+  void set_backward_observer(BackwardObserver observer) { backward_observer_ = std::move(observer); }
 
   // [T, V] logits of the last Forward (valid until the next Backward).
   const Tensor& logits() const { return logits_; }
@@ -73,6 +81,7 @@ class Model {
   Tensor targets_, final_hidden_, logits_;
   int64_t valid_tokens_ = 0;
   ScratchTensor logits_buf_, losses_, lse_, dhidden_;
+  BackwardObserver backward_observer_;
 };
 
 }  // namespace sb

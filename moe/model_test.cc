@@ -3,6 +3,7 @@
 // blocks; and the MoE layer against a naive per-token mixture.
 #include "moe/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "gtest/gtest.h"
@@ -64,6 +65,38 @@ TEST(Model, ParameterCountsAndNames) {
   for (Parameter* p : model.Parameters())
     found |= p->SliceName(3) == "model.layers.2.block_sparse_moe.experts.3.w2.weight";
   EXPECT_TRUE(found);
+}
+
+// The backward observer (gradient-sync overlap) reports every parameter
+// once, in reverse Parameters() order, and only when its gradient is final:
+// the value seen at the report equals the value after Backward.
+void CheckBackwardObserver(bool tie) {
+  Model model(SmallOptions(tie), nullptr, DType::kF64, Device::kCpu);
+  model.InitWeights(3);
+  Tensor inputs = Tensor::FromVector(std::vector<int32_t>{1, 4, 2, 7, 3, 0}, {1, 6});
+  Tensor targets = Tensor::FromVector(std::vector<int32_t>{4, 2, 7, 3, 0, 5}, {1, 6});
+  std::vector<Parameter*> reported;
+  std::vector<std::vector<double>> at_report;
+  model.set_backward_observer([&](const std::vector<Parameter*>& finished) {
+    for (Parameter* p : finished) {
+      reported.push_back(p);
+      at_report.push_back(p->grad.ToDoubles());
+    }
+  });
+  model.ZeroGrad();
+  model.Forward(inputs, targets, StepContext());
+  model.Backward(1.0);
+  std::vector<Parameter*> expected = model.Parameters();
+  std::reverse(expected.begin(), expected.end());
+  ASSERT_EQ(reported, expected);
+  for (size_t i = 0; i < reported.size(); ++i) {
+    EXPECT_EQ(at_report[i], reported[i]->grad.ToDoubles()) << reported[i]->name << " changed";
+  }
+}
+
+TEST(Model, BackwardObserverReportsFinalGradientsInReverseOrder) {
+  CheckBackwardObserver(false);
+  CheckBackwardObserver(true);
 }
 
 // y_t = sum_r gate_tr * SwiGLU_{e_tr}(x_t), computed directly, equals the

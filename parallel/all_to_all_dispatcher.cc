@@ -62,25 +62,26 @@ std::vector<int64_t> AllToAllDispatcher::RecvRowsPerRank(const DispatchPlan& pla
   return rows;
 }
 
-void AllToAllDispatcher::Regroup(const DispatchPlan& plan, const Tensor& from, const Tensor& to,
-                                 bool to_expert_major) const {
-  const int ep = ep_.size(), L = local_experts_;
+void RegroupRows(const std::vector<int64_t>& recv_rows, int ep, int local_experts,
+                 const Tensor& from, const Tensor& to, bool to_expert_major) {
+  const int L = local_experts;
+  SB_CHECK_EQ(static_cast<int64_t>(recv_rows.size()), int64_t{ep} * L) << "RegroupRows counts";
   // Start row of block (s, l) in source-major and in expert-major order.
   std::vector<int64_t> source_major(static_cast<size_t>(ep) * L), expert_major(source_major.size());
   int64_t offset = 0;
   for (int s = 0; s < ep; ++s)
     for (int l = 0; l < L; ++l) {
       source_major[s * L + l] = offset;
-      offset += plan.recv_rows[s * L + l];
+      offset += recv_rows[s * L + l];
     }
   offset = 0;
   for (int l = 0; l < L; ++l)
     for (int s = 0; s < ep; ++s) {
       expert_major[s * L + l] = offset;
-      offset += plan.recv_rows[s * L + l];
+      offset += recv_rows[s * L + l];
     }
   for (int i = 0; i < ep * L; ++i) {
-    const int64_t n = plan.recv_rows[i];
+    const int64_t n = recv_rows[i];
     if (n == 0) continue;
     const int64_t a = to_expert_major ? source_major[i] : expert_major[i];
     const int64_t b = to_expert_major ? expert_major[i] : source_major[i];
@@ -100,7 +101,7 @@ void AllToAllDispatcher::Dispatch(const DispatchPlan& plan, const Tensor& src, c
   } else {
     Tensor staging = staging_.Get(dst.shape(), dst.dtype(), dst.device());
     ep_.AllToAllV(src, send, staging, recv);
-    Regroup(plan, staging, dst, /*to_expert_major=*/true);
+    RegroupRows(plan.recv_rows, ep_.size(), local_experts_, staging, dst, /*to_expert_major=*/true);
   }
   stats_.rows_sent += plan.total_send - send[ep_.rank()];
   ++stats_.dispatch_calls;
@@ -118,7 +119,7 @@ void AllToAllDispatcher::Combine(const DispatchPlan& plan, const Tensor& src, co
     ep_.AllToAllV(src, recv, dst, send);
   } else {
     Tensor staging = staging_.Get(src.shape(), src.dtype(), src.device());
-    Regroup(plan, src, staging, /*to_expert_major=*/false);
+    RegroupRows(plan.recv_rows, ep_.size(), local_experts_, src, staging, /*to_expert_major=*/false);
     ep_.AllToAllV(staging, recv, dst, send);
   }
   stats_.rows_sent += plan.total_recv - recv[ep_.rank()];

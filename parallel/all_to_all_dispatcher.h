@@ -26,6 +26,13 @@
 
 namespace sb {
 
+// Copies the received rows between source-major ([ep][L] blocks, the
+// all-to-all's receive order) and local-expert-major ([L][ep] blocks, the
+// order Experts::Forward takes). recv_rows [ep * L]: rows from source s for
+// local expert l at s * L + l.
+void RegroupRows(const std::vector<int64_t>& recv_rows, int ep, int local_experts,
+                 const Tensor& from, const Tensor& to, bool to_expert_major);
+
 // Time and volume of the dispatcher's calls since ResetStats (step breakdown).
 struct DispatcherStats {
   double plan_s = 0, dispatch_s = 0, combine_s = 0;
@@ -52,10 +59,6 @@ class AllToAllDispatcher : public TokenDispatcher {
   // [ep] rows to / from each member of the EP group.
   std::vector<int64_t> SendRowsPerRank(const DispatchPlan& plan) const;
   std::vector<int64_t> RecvRowsPerRank(const DispatchPlan& plan) const;
-  // Copies blocks between source-major ([ep][E_local]) and expert-major
-  // ([E_local][ep]) layouts of the received rows.
-  void Regroup(const DispatchPlan& plan, const Tensor& from, const Tensor& to,
-               bool to_expert_major) const;
   bool NeedsRegroup() const { return ep_.size() > 1 && local_experts_ > 1; }
 
   Communicator& ep_;

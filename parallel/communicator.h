@@ -15,15 +15,21 @@
 //    counts and never passed explicitly.
 //  * Supported dtypes: f32, f64, i32, i64. Reductions are sums.
 //
-// NCCL (the CUDA issue): NcclCommunicator is built from an MPI world (rank 0
-// calls ncclGetUniqueId, Broadcast sends its 128 bytes as 32 i32 over the
-// MPI world, every rank calls ncclCommInitRank on the GPU of its local rank)
-// and Split maps to ncclCommSplit. AllReduce / AllGather / ReduceScatter /
-// Broadcast map one to one; AllToAllV is ncclGroupStart, then for every
-// peer p ncclSend(send rows of p) and ncclRecv(recv rows from p) with element
-// counts = rows * row size, then ncclGroupEnd; AllGatherV is the same with
-// one send to every peer. Tensors are device buffers; the counts stay on the
-// host (they come from a host-side plan), so no call needs a device sync.
+//  * The ...Async forms start a collective and return a PendingCollective;
+//    they count as collectives in the order they are STARTED (every member
+//    starts the same sequence), and their buffers must stay untouched until
+//    Wait(). The defaults run the blocking call and return a finished handle.
+//
+// NCCL (nccl_communicator.h): rank 0 calls ncclGetUniqueId, Broadcast sends
+// its 128 bytes as 32 i32 over the MPI world, every rank calls
+// ncclCommInitRank on the GPU of its local rank; Split maps to
+// ncclCommSplit. AllReduce / AllGather / ReduceScatter / Broadcast map one
+// to one; AllToAllV is ncclGroupStart, then for every peer p ncclSend(send
+// rows of p) and ncclRecv(recv rows from p) with element counts = rows * row
+// size, then ncclGroupEnd; AllGatherV is the same with one send to every
+// peer. Device tensors go over NCCL, host tensors over the MPI twin group;
+// counts stay on the host (they come from a host-side plan), so no call
+// needs a device sync.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +40,19 @@
 #include "moe/core/tensor.h"
 
 namespace sb {
+
+// A collective started by an ...Async call. Wait() makes its result visible
+// to later work: on the host for MPI (blocks until done), on the compute
+// stream for NCCL (the stream waits on an event; the host does not block).
+// Destroying an unfinished handle waits for it.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void Wait() = 0;
+  // Lets a host transport make progress without blocking (MPI only advances
+  // non-blocking collectives inside MPI calls); true once finished.
+  virtual bool Poll() { return true; }
+};
 
 class Communicator {
  public:
@@ -62,6 +81,13 @@ class Communicator {
   // buf of member `root` is copied to every member.      buf [any]
   virtual void Broadcast(const Tensor& buf, int root) = 0;
   virtual void Barrier() = 0;
+
+  // Non-blocking AllReduceSum / AllToAllV (see the conventions above).
+  virtual std::unique_ptr<PendingCollective> AllReduceSumAsync(const Tensor& buf);
+  virtual std::unique_ptr<PendingCollective> AllToAllVAsync(const Tensor& send,
+                                                             const std::vector<int64_t>& send_rows,
+                                                             const Tensor& recv,
+                                                             const std::vector<int64_t>& recv_rows);
 
   // Sub-groups as MPI_Comm_split: members with equal color form a group,
   // ordered by key (then by rank). Collective over this group.

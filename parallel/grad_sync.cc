@@ -1,6 +1,7 @@
 // Bucketed gradient all-reduce and the global gradient norm (grad_sync.h).
 #include "parallel/grad_sync.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "moe/ops/ops.h"
@@ -28,7 +29,7 @@ GradSync::GradSync(const std::vector<Parameter*>& params, ProcessGrid& grid,
   Bucket open[2];
   for (int k = 0; k < 2; ++k) open[k].comm = comms[k];
   auto close = [&](int k) {
-    if (!open[k].params.empty()) buckets_.push_back(open[k]);
+    if (!open[k].params.empty()) buckets_.push_back(std::move(open[k]));
     open[k] = Bucket();
     open[k].comm = comms[k];
   };
@@ -46,34 +47,102 @@ GradSync::GradSync(const std::vector<Parameter*>& params, ProcessGrid& grid,
   }
   close(0);
   close(1);
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    for (const Parameter* p : buckets_[b].params) bucket_of_.emplace_back(p, static_cast<int>(b));
+  std::sort(bucket_of_.begin(), bucket_of_.end());
 }
 
-void GradSync::Reduce(const Bucket& bucket) {
-  bytes_ += bucket.numel * static_cast<int64_t>(DTypeSize(bucket.dtype));
-  if (bucket.params.size() == 1) {
-    bucket.comm->AllReduceSum(bucket.params[0]->grad);
+int GradSync::BucketOf(const Parameter* p) const {
+  auto it = std::lower_bound(bucket_of_.begin(), bucket_of_.end(), std::make_pair(p, -1));
+  return it != bucket_of_.end() && it->first == p ? it->second : -1;
+}
+
+Tensor GradSync::Flat(Bucket& b, bool own_buffer) {
+  const Device device = b.params[0]->grad.device();
+  return (own_buffer ? b.flat : flat_).Get({b.numel}, b.dtype, device);
+}
+
+void GradSync::Start(Bucket& b, bool overlap) {
+  bytes_ += b.numel * static_cast<int64_t>(DTypeSize(b.dtype));
+  // Without overlap the blocking call (MPI_Allreduce picks its own algorithm).
+  auto reduce = [&](const Tensor& t) {
+    if (overlap) {
+      b.pending = b.comm->AllReduceSumAsync(t);
+    } else {
+      b.comm->AllReduceSum(t);
+    }
+  };
+  if (b.params.size() == 1) {
+    reduce(b.params[0]->grad);
     return;
   }
-  const Device device = bucket.params[0]->grad.device();
-  Tensor flat = flat_.Get({bucket.numel}, bucket.dtype, device);
+  Tensor flat = Flat(b, overlap);
   int64_t offset = 0;
-  for (Parameter* p : bucket.params) {
+  for (Parameter* p : b.params) {
     const int64_t n = p->grad.numel();
     ops::Copy(p->grad.Reshape({n}), flat.Rows(offset, offset + n));
     offset += n;
   }
-  bucket.comm->AllReduceSum(flat);
-  offset = 0;
-  for (Parameter* p : bucket.params) {
+  reduce(flat);
+}
+
+void GradSync::Finish(Bucket& b) {
+  if (b.pending) {
+    b.pending->Wait();
+    b.pending.reset();
+  }
+  if (b.params.size() == 1) return;
+  Tensor flat = Flat(b, overlapping_);
+  int64_t offset = 0;
+  for (Parameter* p : b.params) {
     const int64_t n = p->grad.numel();
     ops::Copy(flat.Rows(offset, offset + n), p->grad.Reshape({n}));
     offset += n;
   }
 }
 
+void GradSync::BeginOverlap() {
+  SB_CHECK(!overlapping_) << "GradSync::BeginOverlap twice without Sync";
+  overlapping_ = true;
+  next_start_ = 0;
+  started_early_ = 0;
+  for (Bucket& b : buckets_) b.not_ready = static_cast<int>(b.params.size());
+}
+
+void GradSync::GradientsReady(const std::vector<Parameter*>& params) {
+  if (!overlapping_) return;
+  const double start = Now();
+  for (const Parameter* p : params) {
+    const int b = BucketOf(p);
+    if (b < 0) continue;
+    SB_CHECK(buckets_[b].not_ready > 0) << p->name << " reported ready twice in one backward";
+    --buckets_[b].not_ready;
+  }
+  const int num = num_buckets();
+  while (next_start_ < num && buckets_[next_start_].not_ready == 0) {
+    Start(buckets_[next_start_++], /*overlap=*/true);
+    ++started_early_;
+  }
+  // MPI moves non-blocking collectives only inside MPI calls: give the
+  // started ones a chance (no-op for NCCL, whose streams run by themselves).
+  for (int b = 0; b < next_start_; ++b)
+    if (buckets_[b].pending) buckets_[b].pending->Poll();
+  seconds_ += Now() - start;
+}
+
 void GradSync::Sync() {
   const double start = Now();
-  for (const Bucket& bucket : buckets_) Reduce(bucket);
+  if (overlapping_) {
+    while (next_start_ < num_buckets()) Start(buckets_[next_start_++], /*overlap=*/true);
+    for (Bucket& b : buckets_) Finish(b);
+    overlapping_ = false;
+  } else {
+    // One bucket at a time through one reused buffer.
+    for (Bucket& b : buckets_) {
+      Start(b, /*overlap=*/false);
+      Finish(b);
+    }
+  }
   seconds_ += Now() - start;
 }
 

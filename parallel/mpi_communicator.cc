@@ -121,6 +121,57 @@ void MpiCommunicator::AllReduceSum(const Tensor& buf) {
   }
 }
 
+namespace {
+
+// Requests of one non-blocking collective and the argument arrays MPI reads
+// until they finish (MPI-3: counts and displacements of a non-blocking
+// collective must stay valid until completion).
+class MpiPending : public PendingCollective {
+ public:
+  MpiPending(Watchdog* watchdog, const char* op, const std::string& group)
+      : watchdog_(watchdog), op_(op), group_(group) {}
+  ~MpiPending() override { Wait(); }
+  void Wait() override {
+    if (requests_.empty()) return;
+    Watchdog::Scope scope(watchdog_, op_, group_.c_str());
+    SB_MPI_CHECK(MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(),
+                             MPI_STATUSES_IGNORE));
+    requests_.clear();
+  }
+  bool Poll() override {
+    if (requests_.empty()) return true;
+    int done = 0;
+    SB_MPI_CHECK(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done,
+                             MPI_STATUSES_IGNORE));
+    if (done) requests_.clear();
+    return done != 0;
+  }
+  std::vector<MPI_Request> requests_;
+  std::vector<int> sc_, sd_, rc_, rd_;
+
+ private:
+  Watchdog* watchdog_;
+  const char* op_;
+  std::string group_;
+};
+
+}  // namespace
+
+std::unique_ptr<PendingCollective> MpiCommunicator::AllReduceSumAsync(const Tensor& buf) {
+  CheckHost(buf, "AllReduceSumAsync");
+  const MPI_Datatype type = BaseType(buf, "AllReduceSumAsync");
+  const size_t elem = DTypeSize(buf.dtype());
+  auto pending = std::make_unique<MpiPending>(watchdog_, "MPI_Iallreduce", name_);
+  for (int64_t begin = 0; begin < buf.numel(); begin += kMaxChunkElements) {
+    const int64_t n = std::min(kMaxChunkElements, buf.numel() - begin);
+    char* p = static_cast<char*>(buf.raw()) + static_cast<size_t>(begin) * elem;
+    pending->requests_.emplace_back();
+    SB_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, MPI_SUM, comm_,
+                                &pending->requests_.back()));
+  }
+  return pending;
+}
+
 void MpiCommunicator::AllToAllV(const Tensor& send, const std::vector<int64_t>& send_rows,
                                 const Tensor& recv, const std::vector<int64_t>& recv_rows) {
   CheckHost(send, "AllToAllV");
@@ -133,6 +184,26 @@ void MpiCommunicator::AllToAllV(const Tensor& send, const std::vector<int64_t>& 
   Watchdog::Scope scope(watchdog_, "MPI_Alltoallv", name_.c_str());
   SB_MPI_CHECK(MPI_Alltoallv(Ptr(send), sc.data(), sd.data(), row.get(), Ptr(recv), rc.data(),
                              rd.data(), row.get(), comm_));
+}
+
+std::unique_ptr<PendingCollective> MpiCommunicator::AllToAllVAsync(
+    const Tensor& send, const std::vector<int64_t>& send_rows, const Tensor& recv,
+    const std::vector<int64_t>& recv_rows) {
+  CheckHost(send, "AllToAllVAsync");
+  CheckHost(recv, "AllToAllVAsync");
+  CheckRows(send, recv, "AllToAllVAsync");
+  auto pending = std::make_unique<MpiPending>(watchdog_, "MPI_Ialltoallv", name_);
+  CountsAndDispls(send_rows, size_, Rows(send), "AllToAllV send_rows", &pending->sc_,
+                  &pending->sd_);
+  CountsAndDispls(recv_rows, size_, Rows(recv), "AllToAllV recv_rows", &pending->rc_,
+                  &pending->rd_);
+  // A datatype may be freed while operations that use it are pending (MPI 4.1, 5.1.9).
+  RowType row(send, "AllToAllVAsync");
+  pending->requests_.emplace_back();
+  SB_MPI_CHECK(MPI_Ialltoallv(Ptr(send), pending->sc_.data(), pending->sd_.data(), row.get(),
+                              Ptr(recv), pending->rc_.data(), pending->rd_.data(), row.get(),
+                              comm_, &pending->requests_.back()));
+  return pending;
 }
 
 void MpiCommunicator::AllGather(const Tensor& send, const Tensor& recv) {

@@ -40,6 +40,13 @@ class MpiCommunicator : public Communicator {
   void Broadcast(const Tensor& buf, int root) override;
   void Barrier() override;
   std::unique_ptr<Communicator> Split(int color, int key, const std::string& name) override;
+  // MPI_Iallreduce / MPI_Ialltoallv. OpenMPI advances them only inside MPI
+  // calls: Poll (MPI_Testall) between pieces of other work lets them move.
+  std::unique_ptr<PendingCollective> AllReduceSumAsync(const Tensor& buf) override;
+  std::unique_ptr<PendingCollective> AllToAllVAsync(const Tensor& send,
+                                                     const std::vector<int64_t>& send_rows,
+                                                     const Tensor& recv,
+                                                     const std::vector<int64_t>& recv_rows) override;
 
  private:
   MPI_Comm comm_;

@@ -38,7 +38,12 @@ class ProcessGrid {
   // Splits `world` (the job's communicator or a sub-group of it; must
   // outlive the grid) into EP and EDP groups. InvalidArgument when ep does
   // not divide the world size. Collective over world.
-  static absl::StatusOr<std::unique_ptr<ProcessGrid>> Create(Communicator& world, int ep_size);
+  // hierarchical_ranks_per_node > 0 (parallel.all_to_all = HIERARCHICAL):
+  // when an EP group spans several nodes of that many ranks, the token
+  // dispatcher's all-to-all runs in two stages (hierarchical_all_to_all.h);
+  // it must divide ep then. 0, or EP groups inside one node: flat.
+  static absl::StatusOr<std::unique_ptr<ProcessGrid>> Create(Communicator& world, int ep_size,
+                                                             int hierarchical_ranks_per_node = 0);
 
   const GridLayout& layout() const { return layout_; }
   int rank() const { return world_.rank(); }
@@ -51,6 +56,10 @@ class ProcessGrid {
   Communicator& world() { return world_; }
   Communicator& ep_group() { return *ep_group_; }
   Communicator& edp_group() { return *edp_group_; }
+  // The group the token dispatcher's all-to-all runs over: the EP group, or
+  // its hierarchical form. nodes_per_ep_group() is 1 when flat.
+  Communicator& dispatch_group() { return hierarchical_ ? *hierarchical_ : *ep_group_; }
+  int nodes_per_ep_group() const { return nodes_per_ep_group_; }
 
  private:
   ProcessGrid(Communicator& world, GridLayout layout) : world_(world), layout_(layout) {}
@@ -58,6 +67,8 @@ class ProcessGrid {
   GridLayout layout_;
   std::unique_ptr<Communicator> ep_group_;
   std::unique_ptr<Communicator> edp_group_;
+  std::unique_ptr<Communicator> hierarchical_;  // null: flat
+  int nodes_per_ep_group_ = 1;
 };
 
 }  // namespace sb

@@ -28,6 +28,16 @@ TEST(GridLayout, EpOneAndEpWorld) {
   EXPECT_EQ(ep_only.ExpertDataParallelRanks(2), (std::vector<int>{2}));
 }
 
+TEST(BlockRanksPerNode, BlocksOfEqualSizeOnly) {
+  EXPECT_EQ(BlockRanksPerNode({"a", "a", "b", "b", "c", "c"}), 2);
+  EXPECT_EQ(BlockRanksPerNode({"a", "a", "a", "a"}), 4);
+  EXPECT_EQ(BlockRanksPerNode({"a", "b", "c"}), 1);
+  EXPECT_EQ(BlockRanksPerNode({"a", "b", "a", "b"}), 0) << "round-robin placement";
+  EXPECT_EQ(BlockRanksPerNode({"a", "a", "b"}), 0) << "uneven nodes";
+  EXPECT_EQ(BlockRanksPerNode({"a", "a", "b", "b", "a", "a"}), 0) << "a node in two blocks";
+  EXPECT_EQ(BlockRanksPerNode({}), 0);
+}
+
 TEST(Runtime, WorldOfOneWithoutLauncher) {
   if (LaunchedByMpiLauncher()) {
     GTEST_SKIP() << "started by a launcher (OMPI_/PMI_/PMIX_/SLURM_ variables set): not a world of one";

@@ -49,6 +49,22 @@ bool LaunchedByMpiLauncher() {
   return false;
 }
 
+int BlockRanksPerNode(const std::vector<std::string>& hosts) {
+  const int n = static_cast<int>(hosts.size());
+  if (n == 0) return 0;
+  int per_node = 1;
+  while (per_node < n && hosts[per_node] == hosts[0]) ++per_node;
+  if (n % per_node != 0) return 0;
+  for (int first = 0; first < n; first += per_node) {
+    for (int r = first; r < first + per_node; ++r)
+      if (hosts[r] != hosts[first]) return 0;
+    // A host may appear in one block only.
+    for (int other = 0; other < first; other += per_node)
+      if (hosts[other] == hosts[first]) return 0;
+  }
+  return per_node;
+}
+
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Start(const RuntimeOptions& options) {
   if (g_started.exchange(true)) {
     return absl::FailedPreconditionError("Runtime::Start called twice in one process");

@@ -40,6 +40,12 @@ struct RuntimeOptions {
 // OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK, SLURM_PROCID is set.
 bool LaunchedByMpiLauncher();
 
+// Ranks per node when ranks are placed node by node with the same count on
+// every node (hosts[r] constant on blocks of G consecutive ranks, G the
+// same everywhere; mpirun --map-by ppr:G:node, srun --distribution=block);
+// 0 otherwise (round-robin placement, uneven nodes).
+int BlockRanksPerNode(const std::vector<std::string>& hosts);
+
 class Runtime {
  public:
   static absl::StatusOr<std::unique_ptr<Runtime>> Start(const RuntimeOptions& options = {});
@@ -58,6 +64,9 @@ class Runtime {
   Communicator& world() { return *world_; }
 
   void SetCollectiveTimeout(double seconds);
+  // The collective watchdog (null in a world of one): device communicators
+  // register their probes with it.
+  Watchdog* watchdog() { return watchdog_.get(); }
   // True on every rank iff `ok` is true on every rank (collective). Lets an
   // error found on some ranks only (a file missing on one node) end every
   // rank cleanly instead of leaving the others waiting in a collective.

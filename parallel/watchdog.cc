@@ -126,6 +126,39 @@ void Watchdog::AnswerPings() {
   }
 }
 
+void Watchdog::AddProbe(WatchdogProbe* probe) {
+  std::lock_guard<std::mutex> lock(probes_mu_);
+  probes_.push_back(probe);
+}
+
+void Watchdog::RemoveProbe(WatchdogProbe* probe) {
+  std::lock_guard<std::mutex> lock(probes_mu_);
+  probes_.erase(std::remove(probes_.begin(), probes_.end(), probe), probes_.end());
+}
+
+void Watchdog::PollProbes(double timeout) {
+  std::vector<WatchdogProbe*> probes;
+  {
+    std::lock_guard<std::mutex> lock(probes_mu_);
+    probes = probes_;
+  }
+  for (WatchdogProbe* probe : probes) {
+    const WatchdogProbe::Status s = probe->Poll();
+    if (!s.error.empty()) {
+      Fire("device collective failed: " + s.error +
+           (s.op.empty() ? std::string() : " (oldest unfinished: " + s.op + " on group '" +
+                                                s.group + "')") + ".\n");
+    }
+    if (timeout > 0 && !s.op.empty() && s.waited_s > timeout) {
+      std::ostringstream what;
+      what << "collective timeout: " << s.op << " on group '" << s.group
+           << "' (device work) has not finished after " << s.waited_s
+           << " s (parallel.collective_timeout_s = " << timeout << ").\n";
+      Fire(what.str());
+    }
+  }
+}
+
 void Watchdog::Loop() {
   while (!stop_) {
     if (census_) AnswerPings();
@@ -133,13 +166,21 @@ void Watchdog::Loop() {
     const int64_t enter = enter_ns_.load();
     if (timeout > 0 && enter != 0) {
       const double waited = (NowNs() - enter) * 1e-9;
-      if (waited > timeout) Fire(waited);
+      if (waited > timeout) {
+        const Report self = CurrentReport();
+        std::ostringstream what;
+        what << "collective timeout: " << self.op << " on group '" << self.group
+             << "' (collective #" << self.seq << " of this rank) has not finished after " << waited
+             << " s (parallel.collective_timeout_s = " << timeout << ").\n";
+        Fire(what.str());
+      }
     }
+    PollProbes(timeout);
     std::this_thread::sleep_for(kPollInterval);
   }
 }
 
-void Watchdog::Fire(double waited_s) {
+void Watchdog::Fire(const std::string& what) {
   const Report self = CurrentReport();
   std::vector<Report> reports(static_cast<size_t>(size_));
   std::vector<bool> answered(static_cast<size_t>(size_), false);
@@ -173,10 +214,7 @@ void Watchdog::Fire(double waited_s) {
   }
 
   std::ostringstream msg;
-  msg << "FATAL [rank " << rank_ << " on " << hosts_[rank_] << "] collective timeout: " << self.op
-      << " on group '" << self.group << "' (collective #" << self.seq
-      << " of this rank) has not finished after " << waited_s
-      << " s (parallel.collective_timeout_s = " << timeout_s_.load() << ").\n";
+  msg << "FATAL [rank " << rank_ << " on " << hosts_[rank_] << "] " << what;
   if (census_) {
     std::ostringstream lost;
     int num_lost = 0;
@@ -204,11 +242,18 @@ void Watchdog::Fire(double waited_s) {
   } else {
     msg << "  (MPI gave no MPI_THREAD_MULTIPLE: lost ranks are not identified)\n";
   }
+  std::vector<WatchdogProbe*> probes;
+  {
+    std::lock_guard<std::mutex> lock(probes_mu_);
+    probes = probes_;
+  }
+  if (!probes.empty()) msg << "  aborting the device communicators.\n";
   msg << "  ending the job (MPI_Abort).\n";
   const std::string text = msg.str();
   std::fputs(text.c_str(), stderr);
   std::fflush(stderr);
   alarm(kAbortGraceSeconds);  // SIGALRM's default action ends the process
+  for (WatchdogProbe* probe : probes) probe->Abort();
   MPI_Abort(MPI_COMM_WORLD, 3);
   _exit(3);
 }

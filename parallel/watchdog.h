@@ -17,17 +17,39 @@
 // alarm() fallback ends this process if MPI_Abort itself cannot reach
 // mpirun. The census needs MPI_THREAD_MULTIPLE; without it the watchdog
 // still aborts, without naming ranks.
+//
+// Device collectives (NCCL) do not block the host thread where they are
+// enqueued, so a Scope cannot see them: their communicators register a
+// WatchdogProbe that the same thread polls (the oldest unfinished operation,
+// ncclCommGetAsyncError). A probe's failure or timeout ends the job the same
+// way, after the probes' Abort (ncclCommAbort frees GPU kernels that wait
+// for a lost peer), as PyTorch's ProcessGroupNCCL watchdog does.
 #pragma once
 
 #include <mpi.h>
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace sb {
+
+// Another transport's in-flight work, polled by the watchdog thread.
+class WatchdogProbe {
+ public:
+  virtual ~WatchdogProbe() = default;
+  struct Status {
+    std::string error;      // non-empty: the transport failed (an NCCL async error)
+    std::string op, group;  // the oldest unfinished operation (empty: none)
+    double waited_s = 0;    // since it was started
+  };
+  virtual Status Poll() = 0;
+  // The job is ending: release what may be blocked on lost peers.
+  virtual void Abort() = 0;
+};
 
 class Watchdog {
  public:
@@ -45,6 +67,9 @@ class Watchdog {
   double timeout() const { return timeout_s_.load(); }
   // Stops the thread and frees the census communicator (before MPI_Finalize).
   void Stop();
+  // Polled every 100 ms until removed; must stay alive until RemoveProbe.
+  void AddProbe(WatchdogProbe* probe);
+  void RemoveProbe(WatchdogProbe* probe);
 
   // Marks the calling thread as inside one blocking collective.
   class Scope {
@@ -64,7 +89,10 @@ class Watchdog {
   void Loop();
   void AnswerPings();
   Report CurrentReport() const;
-  [[noreturn]] void Fire(double waited_s);
+  // Checks the probes; fires on an error or a timeout.
+  void PollProbes(double timeout);
+  // what: the headline after "FATAL [rank r on host] ".
+  [[noreturn]] void Fire(const std::string& what);
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1;
@@ -84,6 +112,8 @@ class Watchdog {
   int ping_buffer_ = 0;
   std::vector<MPI_Request> pending_sends_;
   std::vector<std::vector<char>> pending_payloads_;
+  std::mutex probes_mu_;
+  std::vector<WatchdogProbe*> probes_;
   std::thread thread_;
 };
 

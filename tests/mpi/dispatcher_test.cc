@@ -17,6 +17,8 @@
 #include "moe/ops/ops.h"
 #include "optim/test_util.h"
 #include "parallel/all_to_all_dispatcher.h"
+#include "parallel/pipelined_experts.h"
+#include "tests/testing/crafted_rows.h"
 #include "tests/testing/mpi_test_main.h"
 
 namespace sb {
@@ -169,6 +171,56 @@ void ExpectMoeLayoutInvariant(double capacity_factor) {
     c.AllReduceSum(total);
     const std::vector<double> expected = Slice(total, r * L, L).ToDoubles();
     EXPECT_TRUE(AllClose(expected, params[i]->grad.ToDoubles(), Tol(expected))) << params[i]->name;
+  }
+}
+
+// Pipelined chunks (dispatch of chunk c+1 in flight while chunk c computes)
+// give exactly the unchunked Dispatch -> experts -> Combine, for chunk
+// counts that leave some chunks of some blocks empty. The "experts" scale
+// each row by its global expert id + 1, row by row, so equality is exact.
+TEST(PipelinedExperts, EqualsUnchunkedDispatchComputeCombine) {
+  Communicator& c = World();
+  const int W = c.size(), r = c.rank(), D = 3;
+  for (int L : {1, 2}) {
+    const int E = L * W;
+    // 0..4 rows per expert: fewer rows than chunks in places.
+    const testing::CraftedExchange input =
+        testing::CraftPerExpert(E, r, D, [](int rank, int e) { return (rank + 3 * e) % 5; });
+    const std::vector<int64_t>& counts = input.send_rows;
+    const std::vector<double>& values = input.values;
+    auto scale_by_expert = [&](const Tensor& x, const std::vector<int64_t>& rows_per_local,
+                               const Tensor& y) {
+      ops::Copy(x, y);
+      int64_t at = 0;
+      for (int l = 0; l < L; ++l) {
+        if (rows_per_local[l] > 0) ops::Scale(y.Rows(at, at + rows_per_local[l]), r * L + l + 1);
+        at += rows_per_local[l];
+      }
+    };
+    AllToAllDispatcher d(c, E);
+    const DispatchPlan plan = d.Plan(counts);
+    Tensor src = Tensor::FromVector(values, {plan.total_send, D});
+    Tensor local = Tensor::Zeros({plan.total_recv, D}, DType::kF64);
+    Tensor y_local = Tensor::Zeros({plan.total_recv, D}, DType::kF64);
+    Tensor expected = Tensor::Zeros({plan.total_send, D}, DType::kF64);
+    d.Dispatch(plan, src, local);
+    scale_by_expert(local, plan.rows_per_local_expert, y_local);
+    d.Combine(plan, y_local, expected);
+    // Every row came back scaled by its own expert's id + 1.
+    const std::vector<double> e_values = expected.ToDoubles();
+    for (int64_t row = 0, e = 0, k = 0; row < plan.total_send; ++row, ++k) {
+      while (k >= counts[e]) {
+        k = 0;
+        ++e;
+      }
+      ASSERT_EQ(e_values[row * D], testing::CraftedCode(r, e, k, 0) * (e + 1)) << "row " << row;
+    }
+    PipelinedExperts pipelined(c, E);
+    for (int chunks : {1, 2, 3, 5}) {
+      Tensor got = Tensor::Zeros({plan.total_send, D}, DType::kF64);
+      pipelined.Run(plan, src, chunks, scale_by_expert, got);
+      ASSERT_EQ(got.ToDoubles(), e_values) << "L " << L << ", " << chunks << " chunks";
+    }
   }
 }
 

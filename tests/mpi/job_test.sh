@@ -17,9 +17,17 @@
 #   status  a runtime error on rank 1 (Runtime::Abort)
 #   slow    rank 1 stays out of a collective past the timeout: the watchdog
 #           ends the job and reports that every rank still answers
+#   device_error  rank 1's device transport (a stand-in for NCCL's probe)
+#           reports an async error: device communicators aborted, rank named
+#   device_hang   a device operation never finishes on any rank: the
+#           watchdog's probe timeout ends the job
 #   kill    SIGKILL of one training rank (mpirun notices the dead child)
 #   stop    SIGSTOP of one training rank: alive but silent, like a rank
 #           behind a cut link; the watchdog's census names it
+#   nccl_kill, nccl_stop  the same on 2 GPUs over NCCL (train.device = CUDA):
+#           the stopped rank's peers wait in NCCL kernels, which the
+#           watchdog's device probe sees; skipped (77) without 2 GPUs or
+#           while the binary does not train on CUDA
 # Only processes this script started are signalled, by pid.
 set -uo pipefail
 scenario=$1
@@ -65,18 +73,28 @@ wait_job() {
 }
 expect_output() { grep -q -- "$1" "$tmp/out" || fail "output lacks '$1'"; }
 
-# A running training job: 4 ranks, 2 expert-parallel groups of 2.
+# A running training job: NP ranks (default 4), expert-parallel groups of
+# 2, extra `train` arguments after NP.
 start_training() {
+  local np=${1:-4}
+  shift || true
   for i in $(seq 1 2000); do echo "the router sends token $i to expert $((i % 8)) on rank $((i % 4))."; done >"$tmp/corpus.txt"
-  start_job mpirun -np 4 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+  start_job mpirun -np "$np" "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
     --set model.vocab_size=257 --set model.d_model=64 --set train.micro_batch_size=2 \
     --set train.seq_len=64 --set train.steps=1000000 --set train.log_every=1 \
     --set data.train_path="$tmp/corpus.txt" --set data.val_path= \
     --set parallel.expert_parallel_size=2 --set parallel.collective_timeout_s=4 \
-    --run_dir "$tmp/run"
+    --run_dir "$tmp/run" "$@"
   local deadline=$(( $(date +%s) + 60 ))
   until grep -q "step " "$tmp/out"; do
-    kill -0 "$job_pid" 2>/dev/null || fail "training ended before its first step"
+    if ! kill -0 "$job_pid" 2>/dev/null; then
+      # Over NCCL: no GPUs, or a binary that does not train on CUDA yet.
+      if grep -q "no CUDA device visible\|train.device = CUDA\|parallel.backend = NCCL" "$tmp/out"; then
+        echo "SKIP ($scenario): $(grep -m1 "switchboard train" "$tmp/out")"
+        exit 77
+      fi
+      fail "training ended before its first step"
+    fi
     [ "$(date +%s)" -gt "$deadline" ] && fail "no training step within 60 s"
     sleep 0.2
   done
@@ -169,7 +187,7 @@ case "$scenario" in
     [ "$(grep -c 'is not divisible' "$tmp/out")" -eq 1 ] || fail "message printed more than once"
     [ -e "$tmp/run" ] && fail "a run dir was created before the config was validated"
     ;;
-  check | status | slow)
+  check | status | slow | device_error | device_hang)
     start_job mpirun -np 3 "$probe" "$scenario"
     wait_job "$limit"
     [ "$rc" -ne 0 ] || fail "exit code 0"
@@ -178,16 +196,33 @@ case "$scenario" in
       status) expect_output "FATAL \[rank 1 on .*\] deliberate runtime error on rank 1" ;;
       slow) expect_output "collective timeout: MPI_Barrier"
             expect_output "every rank answered" ;;
+      device_error)
+        expect_output "FATAL \[rank 1 on .*\] device collective failed: ncclRemoteError"
+        expect_output "oldest unfinished: ncclAllReduce on group 'world'"
+        expect_output "rank 1 aborted its device communicators" ;;
+      device_hang)
+        expect_output "collective timeout: ncclAllReduce on group 'world' (device work)"
+        expect_output "every rank answered"
+        expect_output "aborted its device communicators" ;;
     esac
+    grep -q "outlived its probe" "$tmp/out" && fail "a rank outlived the watchdog"
     grep -q "should not happen" "$tmp/out" && fail "a rank passed the barrier"
     ;;
-  kill | stop)
-    start_training
-    victim=2
+  kill | stop | nccl_kill | nccl_stop)
+    if [ "${scenario#nccl_}" != "$scenario" ]; then
+      # One rank per GPU over NCCL; skipped (77) where that cannot run.
+      gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+      [ "${gpus:-0}" -ge 2 ] || { echo "SKIP ($scenario): needs 2 GPUs, found ${gpus:-0}"; exit 77; }
+      start_training 2 --set train.device=CUDA --set parallel.backend=NCCL
+      victim=1
+    else
+      start_training
+      victim=2
+    fi
     pid=$(pid_of_rank $victim)
     [ -n "$pid" ] || fail "no process for rank $victim"
     started=$(date +%s%N)
-    if [ "$scenario" = kill ]; then
+    if [ "${scenario#nccl_}" = kill ]; then
       echo "SIGKILL rank $victim (pid $pid)"
       kill -KILL "$pid"
     else
@@ -196,7 +231,7 @@ case "$scenario" in
     fi
     wait_job "$limit"
     [ "$rc" -ne 0 ] || fail "exit code 0"
-    if [ "$scenario" = kill ]; then
+    if [ "${scenario#nccl_}" = kill ]; then
       expect_output "process rank $victim with PID .* exited on signal 9"
     else
       expect_output "lost rank(s), no answer within .*rank $victim on "

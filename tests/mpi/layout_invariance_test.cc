@@ -13,7 +13,9 @@
 // tolerance can be tight (1e-9 of the largest AdamW move): a wrong gradient
 // scale, a missing expert-gradient sum or a misrouted row is far outside it.
 // ZeRO-1 is checked in f32 (the training dtype), bitwise against the
-// unsharded optimizer on the same layout. Run by ctest through mpirun.
+// unsharded optimizer on the same layout. Layouts include a hierarchical
+// all-to-all (np 4, ep 4 as 2 "nodes" x 2) and the blocking gradient sync
+// (the others overlap it with backward). Run by ctest through mpirun.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include "launch/trainer.h"
 #include "optim/test_util.h"
 #include "optim/zero1.h"
+#include "parallel/backend.h"
 #include "tests/testing/mpi_test_main.h"
 
 namespace sb {
@@ -199,6 +202,8 @@ void ExpectSameParameters(const Run& ref, const Run& run, ProcessGrid& grid, con
 
 struct Layout {
   int world, ep;
+  int ranks_per_node = 0;         // > 0: hierarchical all-to-all over "nodes" of that many ranks
+  bool overlap_grad_sync = true;  // the default; one layout runs the blocking sync
 };
 
 void CheckLayouts(double capacity_factor) {
@@ -213,15 +218,23 @@ void CheckLayouts(double capacity_factor) {
   }
   EXPECT_GT(ref.steps[0].grad_norm, 1.0) << "clipping (grad_clip = 1) should be active";
   int checked = 0;
-  for (const Layout layout : {Layout{4, 2}, Layout{4, 4}, Layout{2, 1}, Layout{2, 2}, Layout{1, 1}}) {
+  for (const Layout layout : {Layout{4, 2}, Layout{4, 4}, Layout{4, 4, 2}, Layout{4, 2, 0, false},
+                              Layout{2, 1}, Layout{2, 2}, Layout{1, 1}}) {
     if (W % layout.world != 0) continue;
     auto world = rt.world().Split(rt.rank() / layout.world, rt.rank(), "world");
-    auto grid = ProcessGrid::Create(*world, layout.ep);
+    auto grid = ProcessGrid::Create(*world, layout.ep, layout.ranks_per_node);
     ASSERT_TRUE(grid.ok()) << grid.status();
-    const std::string what = "np " + std::to_string(layout.world) + " ep " +
-                             std::to_string(layout.ep) + " cf " + std::to_string(capacity_factor);
-    const Run run = Train(TinyConfig(capacity_factor, kMicroBatches / layout.world, layout.ep),
-                          grid->get(), DType::kF64);
+    const std::string what =
+        "np " + std::to_string(layout.world) + " ep " + std::to_string(layout.ep) +
+        (layout.ranks_per_node ? " hierarchical " + std::to_string(layout.ranks_per_node) : "") +
+        (layout.overlap_grad_sync ? "" : " blocking grad sync") + " cf " +
+        std::to_string(capacity_factor);
+    if (layout.ranks_per_node) {
+      EXPECT_EQ((*grid)->nodes_per_ep_group(), 2) << what;
+    }
+    TrainConfig config = TinyConfig(capacity_factor, kMicroBatches / layout.world, layout.ep);
+    config.mutable_parallel()->set_overlap_grad_sync(layout.overlap_grad_sync);
+    const Run run = Train(config, grid->get(), DType::kF64);
     ExpectSameMetrics(ref, run, what);
     ExpectSameParameters(ref, run, **grid, what);
     ExpectReplicasIdentical(run.params, (*grid)->world(), /*expert=*/false, what);
@@ -266,6 +279,49 @@ void CheckZero1(switchboard::OptimizerConfig::Name name) {
 
 TEST(Zero1, AdamWEqualsUnsharded) { CheckZero1(switchboard::OptimizerConfig::ADAMW); }
 TEST(Zero1, AdafactorEqualsUnsharded) { CheckZero1(switchboard::OptimizerConfig::ADAFACTOR); }
+
+// The same layout over NCCL on GPUs (train.device = CUDA, one rank per GPU,
+// ep = world, hierarchical when the world is 2 "nodes" x 2) against the MPI
+// run on the CPU, both f32: metrics within f32 accumulation error of each
+// other. Skips on every rank, saying why, without a GPU per rank or while
+// the configuration validator does not accept CUDA training.
+TEST(LayoutInvariance, OverNcclOnGpus) {
+  Runtime& rt = Rt();
+  const int W = rt.world_size();
+  if (!NcclBuilt()) GTEST_SKIP() << "built without CUDA";
+  if (kMicroBatches % W != 0) GTEST_SKIP() << "world " << W << " does not divide 4 micro-batches";
+  TrainConfig gpu = TinyConfig(1.0, kMicroBatches / W, W);
+  gpu.mutable_train()->set_device(switchboard::TrainLoopConfig::CUDA);
+  gpu.mutable_parallel()->set_backend(switchboard::ParallelConfig::NCCL);
+  if (absl::Status s = ValidateConfig(gpu, W); !s.ok()) {
+    GTEST_SKIP() << "CUDA training is not accepted: " << s.message();
+  }
+  absl::StatusOr<int> device = BindLocalDevice(rt);
+  if (!rt.AllOk(device.ok())) {
+    GTEST_SKIP() << "every rank needs its own GPU: "
+                 << (device.ok() ? "another rank has none" : device.status().message());
+  }
+  auto nccl_world = CreateNcclWorld(rt, *device);
+  ASSERT_TRUE(rt.AllOk(nccl_world.ok())) << nccl_world.status();
+  const int ranks_per_node = W == 4 ? 2 : 0;
+  auto gpu_grid = ProcessGrid::Create(**nccl_world, W, ranks_per_node);
+  auto cpu_grid = ProcessGrid::Create(rt.world(), W);
+  ASSERT_TRUE(gpu_grid.ok() && cpu_grid.ok());
+  const sb::Run cpu = Train(TinyConfig(1.0, kMicroBatches / W, W), cpu_grid->get(), DType::kF32);
+  const sb::Run run = Train(gpu, gpu_grid->get(), DType::kF32);
+  ASSERT_EQ(run.steps.size(), cpu.steps.size());
+  // f32 sums of ~1e4 terms in another order (cuBLAS vs OpenBLAS): ~1e-5 relative.
+  auto near = [](double a, double b) { return std::fabs(a - b) <= 1e-4 * (std::fabs(a) + 1e-3); };
+  for (size_t s = 0; s < cpu.steps.size(); ++s) {
+    EXPECT_TRUE(near(cpu.steps[s].loss, run.steps[s].loss))
+        << "step " << s << " loss " << cpu.steps[s].loss << " vs " << run.steps[s].loss;
+    EXPECT_TRUE(near(cpu.steps[s].grad_norm, run.steps[s].grad_norm))
+        << "step " << s << " grad_norm " << cpu.steps[s].grad_norm << " vs "
+        << run.steps[s].grad_norm;
+    EXPECT_EQ(cpu.steps[s].tokens, run.steps[s].tokens);
+  }
+  EXPECT_TRUE(near(cpu.val_loss, run.val_loss)) << cpu.val_loss << " vs " << run.val_loss;
+}
 
 }  // namespace
 }  // namespace sb
