@@ -163,7 +163,7 @@ TEST_F(Damaged, EachBrokenFileGivesAnErrorNamingIt) {
        }},
       {"trainer_state.textproto", [&](const std::string& p) {
          std::string s = testing::ReadBytes(p);
-         s.replace(s.find("format_version: 1"), 17, "format_version: 9");
+         s.replace(s.find("format_version: 2"), 17, "format_version: 9");
          testing::WriteBytes(p, s);
        }},
       {"trainer_state.textproto", [&](const std::string& p) {  // no config
