@@ -12,7 +12,14 @@
 #           --resume`, 2 more (byte-identical checkpoint files); then the
 #           same checkpoint resumes on np 2 with ep 1 (resharded experts)
 #   reject  np 3 with expert_parallel_size 2: config rejected before any
-#           work (exit 2, message printed once)
+#           work (exit 2, message printed once); a bad --set likewise
+#   preempt np 2, ep 2, checkpoint.every_steps 0: SIGUSR1 to mpirun (which
+#           forwards it), then SIGTERM to every rank (as srun and Slurm
+#           deliver it), then SIGTERM to mpirun with a longer
+#           odls_base_sigkill_timeout: each time every rank finishes its
+#           step, one checkpoint is saved, the job exits 3 (1 when mpirun
+#           itself was terminated) and `--resume` continues; the final
+#           checkpoint equals an uninterrupted run's byte for byte
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
 #   status  a runtime error on rank 1 (Runtime::Abort)
 #   slow    rank 1 stays out of a collective past the timeout: the watchdog
@@ -168,6 +175,66 @@ case "$scenario" in
     expect_output "world size 3 is not divisible by parallel.expert_parallel_size = 2"
     [ "$(grep -c 'is not divisible' "$tmp/out")" -eq 1 ] || fail "message printed more than once"
     [ -e "$tmp/run" ] && fail "a run dir was created before the config was validated"
+    # A bad --set: every rank fails alike, rank 0 alone says so, once.
+    start_job mpirun -np 3 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set moe.bogus=1 --run_dir "$tmp/run"
+    wait_job 30
+    [ "$rc" -eq 2 ] || fail "bad --set: exit code $rc, want 2"
+    [ "$(grep -c -- '--set moe.bogus=1' "$tmp/out")" -eq 1 ] || fail "--set error printed more than once"
+    [ "$(grep -o -- '--set moe.bogus=1' "$tmp/out" | wc -l)" -eq 1 ] || fail "--set prefix repeated"
+    ;;
+  preempt)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    args=(train --config "$(dirname "$0")/../../configs/tiny.textproto" --set model.vocab_size=257
+          --set model.d_model=32 --set model.num_layers=2 --set train.micro_batch_size=2
+          --set train.seq_len=32 --set train.steps=400 --set data.train_path="$tmp/corpus.txt"
+          --set data.val_path= --set checkpoint.every_steps=0 --set parallel.expert_parallel_size=2)
+    start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every=50 --run_dir "$tmp/whole"
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "uninterrupted run: exit code $rc"
+    # interrupt WHO SIGNAL WANT_RC LOG_EVERY: starts (or resumes) the run in
+    # $tmp/p and, after its first progress line, sends SIGNAL to mpirun or to
+    # every rank.
+    interrupt() {
+      local resume=()
+      [ -e "$tmp/p/checkpoints/latest" ] && resume=(--resume)
+      start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every="$4" \
+        --run_dir "$tmp/p" "${resume[@]}"
+      local deadline=$(( $(date +%s) + 60 ))
+      until grep -q '^step ' "$tmp/out"; do
+        kill -0 "$job_pid" 2>/dev/null || fail "$1/$2: the run ended before it was signalled"
+        [ "$(date +%s)" -gt "$deadline" ] && fail "$1/$2: no steps within 60 s"
+        sleep 0.05
+      done
+      if [ "$1" = mpirun ]; then
+        kill "-$2" "$job_pid"
+      else
+        for r in 0 1; do kill "-$2" "$(pid_of_rank $r)"; done
+      fi
+      wait_job "$limit"
+      [ "$rc" -eq "$3" ] || fail "$1/$2: exit code $rc, want $3"
+      local latest
+      latest=$(cat "$tmp/p/checkpoints/latest") || fail "$1/$2: no checkpoint"
+      [ "$latest" != step_400 ] || fail "$1/$2: the run finished before the signal"
+      echo "$1/$2: stopped at $latest"
+    }
+    interrupt mpirun USR1 3 1
+    [ "$(grep -c '^stopped by SIGUSR1 after step' "$tmp/out")" -eq 1 ] || fail "USR1: want one stop line"
+    [ "$(grep -c -- '--resume$' "$tmp/out")" -eq 1 ] || fail "USR1: want the resume command once"
+    interrupt ranks TERM 3 1
+    expect_output "stopped by SIGTERM after step"
+    # mpirun relays SIGTERM odls_base_sigkill_timeout s late (and SIGKILL as
+    # long after) and stops forwarding output at once: few progress lines, so
+    # that no rank blocks on a full pipe; the checkpoint is the evidence.
+    OMPI_MCA_odls_base_sigkill_timeout=2 interrupt mpirun TERM 1 20
+    start_job mpirun -np 2 "$switchboard" "${args[@]}" --run_dir "$tmp/p" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "final resume: exit code $rc"
+    for f in model-00001-of-00002.safetensors model-00002-of-00002.safetensors \
+             optimizer-00001-of-00002.safetensors optimizer-00002-of-00002.safetensors; do
+      cmp -s "$tmp/whole/checkpoints/step_400/$f" "$tmp/p/checkpoints/step_400/$f" ||
+        fail "after three preemptions step_400/$f differs from the uninterrupted run's"
+    done
     ;;
   check | status | slow)
     start_job mpirun -np 3 "$probe" "$scenario"
