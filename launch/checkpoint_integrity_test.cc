@@ -13,67 +13,26 @@
 #include "moe/io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/files.h"
+#include "tests/testing/safetensors_bytes.h"
 
 namespace sb {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using testing::SimRank;
 
 constexpr const char* kModelShard = "model-00001-of-00001.safetensors";
 constexpr const char* kOptimizerShard = "optimizer-00001-of-00001.safetensors";
 
-absl::Status SaveOne(const std::string& run_dir, int64_t step, uint64_t salt,
-                     const CheckpointSaveOptions& options = {}) {
-  const TrainConfig config = testing::SmallConfig();
-  SimRank r = testing::MakeSimRank(config, 0);
-  testing::FillByName(r, salt);
-  return SaveCheckpoint(run_dir, testing::SimState(config, step, step), *r.model, *r.optimizer,
-                        testing::SimTopology(0, 1, 1, nullptr), options);
-}
+using testing::ReadSafetensorsHeader;
+using testing::SaveFilled;
+using testing::TensorDataRange;
 
-absl::Status Load(const std::string& step_dir) {
-  const TrainConfig config = testing::SmallConfig();
-  SimRank r = testing::MakeSimRank(config, 0);
-  return LoadCheckpoint(step_dir, config, *r.model, *r.optimizer,
-                        testing::SimTopology(0, 1, 1, nullptr))
-      .status();
-}
-
-struct Header {
-  uint64_t bytes = 0;
-  nlohmann::json json;
-};
-
-Header ReadHeader(const std::string& file) {
-  Header h;
-  for (int i = 0; i < 8; ++i) h.bytes |= static_cast<uint64_t>(static_cast<uint8_t>(file[i])) << (8 * i);
-  h.json = nlohmann::json::parse(file.substr(8, h.bytes));
-  return h;
-}
-
-// File offset and size of tensor `name`'s data.
-std::pair<size_t, size_t> DataRange(const std::string& file, const std::string& name) {
-  const Header h = ReadHeader(file);
-  const auto& offsets = h.json.at(name).at("data_offsets");
-  const size_t begin = offsets[0].get<size_t>(), end = offsets[1].get<size_t>();
-  return {8 + h.bytes + begin, end - begin};
-}
-
-// Rewrites `path` with `header` (same data section).
-void WriteWithHeader(const std::string& path, const std::string& file, nlohmann::json header) {
-  const Header old = ReadHeader(file);
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::string length(8, '\0');
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(text.size() >> (8 * i));
-  testing::WriteBytes(path, length + text + file.substr(8 + old.bytes));
-}
+absl::Status Load(const std::string& step_dir) { return testing::LoadInto(step_dir); }
 
 class Integrity : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_TRUE(SaveOne(tmp_.Path("pristine"), 3, 1).ok()); }
+  void SetUp() override { ASSERT_TRUE(SaveFilled(tmp_.Path("pristine"), 3, 1).ok()); }
   // A fresh copy of the pristine run; returns its step_3.
   std::string Copy() {
     fs::remove_all(tmp_.Path("run"));
@@ -89,7 +48,7 @@ TEST_F(Integrity, ChangedTensorBytesFailTheLoadNamingFileAndTensor) {
     const std::string dir = Copy();
     const std::string path = dir + "/" + kModelShard;
     std::string file = testing::ReadBytes(path);
-    file[DataRange(file, weight).first + 4 * 7 + 3] ^= 0x40;
+    file[TensorDataRange(file, weight).first + 4 * 7 + 3] ^= 0x40;
     testing::WriteBytes(path, file);
     const absl::Status s = Load(dir);
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
@@ -101,7 +60,7 @@ TEST_F(Integrity, ChangedTensorBytesFailTheLoadNamingFileAndTensor) {
     const std::string path = dir + "/" + kOptimizerShard;
     const std::string state = weight + ".exp_avg_sq";
     std::string file = testing::ReadBytes(path);
-    const auto [at, size] = DataRange(file, state);
+    const auto [at, size] = TensorDataRange(file, state);
     file.replace(at, size, std::string(size, '\0'));
     testing::WriteBytes(path, file);
     EXPECT_THAT(Load(dir).message(), HasSubstr(absl::StrCat("'", state, "': checksum mismatch")));
@@ -112,10 +71,10 @@ TEST_F(Integrity, ChangedTensorBytesFailTheLoadNamingFileAndTensor) {
     const std::string a = "model.layers.0.self_attn.k_proj.weight";  // [4, 8], as v_proj
     const std::string b = "model.layers.0.self_attn.v_proj.weight";
     const std::string file = testing::ReadBytes(path);
-    nlohmann::json header = ReadHeader(file).json;
+    nlohmann::json header = ReadSafetensorsHeader(file).json;
     ASSERT_EQ(header[a]["shape"], header[b]["shape"]);
     std::swap(header[a]["data_offsets"], header[b]["data_offsets"]);
-    WriteWithHeader(path, file, header);
+    testing::WriteBytes(path, testing::WithSafetensorsHeader(file, header));
     const absl::Status s = Load(dir);
     EXPECT_THAT(s.message(), HasSubstr("checksum mismatch")) << s;
     EXPECT_THAT(s.message(), HasSubstr(a)) << s;
@@ -168,7 +127,7 @@ TEST_F(Integrity, ASaveReadsItsShardsBackBeforePublishingAndPrunesNothingForABad
     }
     return absl::OkStatus();
   };
-  const absl::Status s = SaveOne(run, 4, 2, options);
+  const absl::Status s = SaveFilled(run, 4, 2, options);
   EXPECT_THAT(s.message(), HasSubstr("reading the new checkpoint back"));
   EXPECT_THAT(s.message(), HasSubstr("checksum mismatch"));
   EXPECT_FALSE(fs::exists(CheckpointsDir(run) + "/step_4"));
@@ -176,14 +135,14 @@ TEST_F(Integrity, ASaveReadsItsShardsBackBeforePublishingAndPrunesNothingForABad
   EXPECT_TRUE(VerifyCheckpoint(CheckpointsDir(run) + "/step_3").ok()) << "step_3 was pruned or hurt";
   // A good save then publishes and prunes down to keep_last.
   options.fault_hook = nullptr;
-  ASSERT_TRUE(SaveOne(run, 4, 2, options).ok());
+  ASSERT_TRUE(SaveFilled(run, 4, 2, options).ok());
   EXPECT_FALSE(fs::exists(CheckpointsDir(run) + "/step_3"));
 }
 
 TEST_F(Integrity, NewestVerifiedCheckpointSkipsDamagedOnes) {
   const std::string run = tmp_.Path("run");
   Copy();
-  for (int64_t step : {5, 7}) ASSERT_TRUE(SaveOne(run, step, static_cast<uint64_t>(step)).ok());
+  for (int64_t step : {5, 7}) ASSERT_TRUE(SaveFilled(run, step, static_cast<uint64_t>(step)).ok());
   const std::string root = CheckpointsDir(run);
   EXPECT_EQ(NewestVerifiedCheckpoint(run, 7), root + "/step_5");
   const std::string shard = root + "/step_5/" + kOptimizerShard;

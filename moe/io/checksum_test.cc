@@ -12,6 +12,7 @@
 #include "moe/io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/files.h"
+#include "tests/testing/safetensors_bytes.h"
 
 namespace sb {
 namespace {
@@ -42,33 +43,13 @@ std::vector<std::pair<std::string, Tensor>> Sample() {
           {"ids", Tensor::FromVector(std::vector<int32_t>{7, -1, 42}, {3})}};
 }
 
-struct Layout {
-  uint64_t header_bytes = 0;
-  nlohmann::json header;
-};
-
-Layout ReadLayout(const std::string& bytes) {
-  Layout l;
-  for (int i = 0; i < 8; ++i) l.header_bytes |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
-  l.header = nlohmann::json::parse(bytes.substr(8, l.header_bytes));
-  return l;
-}
+using testing::ReadSafetensorsHeader;
+using testing::TensorDataRange;
+using testing::WithSafetensorsHeader;
 
 // File offset of tensor `name`'s first data byte.
 size_t DataOffset(const std::string& bytes, const std::string& name) {
-  const Layout l = ReadLayout(bytes);
-  return 8 + l.header_bytes + l.header[name]["data_offsets"][0].get<size_t>();
-}
-
-// The file with its header replaced by `header` (data offsets are relative
-// to the data section, so they stay valid).
-std::string WithHeader(const std::string& bytes, const nlohmann::json& header) {
-  const Layout l = ReadLayout(bytes);
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  std::string length(8, '\0');
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(text.size() >> (8 * i));
-  return length + text + bytes.substr(8 + l.header_bytes);
+  return TensorDataRange(bytes, name).first;
 }
 
 class ChecksummedFile : public ::testing::Test {
@@ -96,8 +77,7 @@ class ChecksummedFile : public ::testing::Test {
 };
 
 TEST_F(ChecksummedFile, RecordsTheHashOfEachTensorsBytesAndReadsBack) {
-  const Layout l = ReadLayout(bytes_);
-  const auto& meta = l.header["__metadata__"];
+  const auto meta = ReadSafetensorsHeader(bytes_).json["__metadata__"];
   EXPECT_EQ(meta["checksum"], "xxh3_64");
   EXPECT_EQ(meta["format"], "pt");
   for (const auto& [name, tensor] : Sample()) {
@@ -140,10 +120,9 @@ TEST_F(ChecksummedFile, ZeroedDataIsAnError) {
 }
 
 TEST_F(ChecksummedFile, SwappedOffsetsOfTwoSameSizeTensorsAreAnError) {
-  Layout l = ReadLayout(bytes_);
-  std::swap(l.header["alpha"]["data_offsets"], l.header["beta"]["data_offsets"]);
-  l.header["alpha"]["shape"] = {3, 4};  // shapes stay with the names
-  const std::string bad = WithHeader(bytes_, l.header);
+  nlohmann::json header = ReadSafetensorsHeader(bytes_).json;
+  std::swap(header["alpha"]["data_offsets"], header["beta"]["data_offsets"]);
+  const std::string bad = WithSafetensorsHeader(bytes_, header);
   EXPECT_THAT(Read(bad, "alpha").message(), HasSubstr("'alpha': checksum mismatch"));
   EXPECT_THAT(Read(bad, "beta").message(), HasSubstr("'beta': checksum mismatch"));
 }
@@ -168,9 +147,9 @@ TEST_F(ChecksummedFile, MalformedChecksumMetadataIsRejectedAtOpen) {
        "a checksum for 'gamma', which is not a tensor"},
   };
   for (const Case& c : cases) {
-    nlohmann::json header = ReadLayout(bytes_).header;
+    nlohmann::json header = ReadSafetensorsHeader(bytes_).json;
     c.edit(header);
-    WriteBytes(path_, WithHeader(bytes_, header));
+    WriteBytes(path_, WithSafetensorsHeader(bytes_, header));
     auto file = SafetensorsFile::Open(path_);
     ASSERT_FALSE(file.ok()) << c.what;
     EXPECT_THAT(file.status().message(), HasSubstr(c.message)) << c.what;
@@ -197,7 +176,7 @@ TEST(Checksums, FilesWithoutThemStillReadUnverified) {
   const std::string path = dir.Path("plain.safetensors");
   ASSERT_TRUE(WriteSafetensors(path, Sample()).ok());
   std::string bytes = ReadBytes(path);
-  EXPECT_EQ(ReadLayout(bytes).header.count("__metadata__"), 0u);
+  EXPECT_EQ(ReadSafetensorsHeader(bytes).json.count("__metadata__"), 0u);
   bytes[DataOffset(bytes, "alpha")] ^= 1;
   WriteBytes(path, bytes);
   auto file = SafetensorsFile::Open(path);

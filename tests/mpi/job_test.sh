@@ -71,6 +71,15 @@ wait_job() {
   echo "job ended with exit code $rc after ${elapsed}s"
 }
 expect_output() { grep -q -- "$1" "$tmp/out" || fail "output lacks '$1'"; }
+# wait_step WHAT: waits (60 s at most) for the job's first progress line.
+wait_step() {
+  local deadline=$(( $(date +%s) + 60 ))
+  until grep -q "^step " "$tmp/out"; do
+    kill -0 "$job_pid" 2>/dev/null || fail "$1: the job ended before its first step"
+    [ "$(date +%s)" -gt "$deadline" ] && fail "$1: no training step within 60 s"
+    sleep 0.05
+  done
+}
 
 # A running training job: 4 ranks, 2 expert-parallel groups of 2.
 start_training() {
@@ -81,12 +90,7 @@ start_training() {
     --set data.train_path="$tmp/corpus.txt" --set data.val_path= \
     --set parallel.expert_parallel_size=2 --set parallel.collective_timeout_s=4 \
     --run_dir "$tmp/run"
-  local deadline=$(( $(date +%s) + 60 ))
-  until grep -q "step " "$tmp/out"; do
-    kill -0 "$job_pid" 2>/dev/null || fail "training ended before its first step"
-    [ "$(date +%s)" -gt "$deadline" ] && fail "no training step within 60 s"
-    sleep 0.2
-  done
+  wait_step training
 }
 # pid_of_rank R: the pid of world rank R among mpirun's children.
 pid_of_rank() {
@@ -200,12 +204,7 @@ case "$scenario" in
       [ -e "$tmp/p/checkpoints/latest" ] && resume=(--resume)
       start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every="$4" \
         --run_dir "$tmp/p" "${resume[@]}"
-      local deadline=$(( $(date +%s) + 60 ))
-      until grep -q '^step ' "$tmp/out"; do
-        kill -0 "$job_pid" 2>/dev/null || fail "$1/$2: the run ended before it was signalled"
-        [ "$(date +%s)" -gt "$deadline" ] && fail "$1/$2: no steps within 60 s"
-        sleep 0.05
-      done
+      wait_step "$1/$2"
       if [ "$1" = mpirun ]; then
         kill "-$2" "$job_pid"
       else
