@@ -204,13 +204,11 @@ int TrainCommand(const Args& args) {
   if (absl::Status s = (*trainer)->Run(); !s.ok()) {
     const int code = IsInputError(s) ? kExitUsage : kExitFailure;
     if (rt.world_size() == 1) return error_on_all(code, std::string(s.message()));
-    // Every rank returned it: rank 0 prints, and a rank whose own error
-    // caused it (the others say "another rank failed") prints that.
+    // Every rank returned it: rank 0 prints, and so does another rank whose
+    // own error caused it (the others say "another rank failed").
     if (IsErrorOnAllRanks(s)) {
-      if (rt.is_chief() || s.code() != absl::StatusCode::kAborted) {
-        return rt.is_chief() ? error_on_all(code, std::string(s.message())) : error_on_some(code, s);
-      }
-      return code;
+      if (rt.is_chief()) return error_on_all(code, std::string(s.message()));
+      return IsOwnCauseOnAllRanks(s) ? error_on_some(code, s) : code;
     }
     // Other ranks may be waiting in a collective: end the whole job.
     rt.Abort(absl::StrCat("switchboard train: ", s.message()), code);

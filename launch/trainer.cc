@@ -38,6 +38,7 @@ ReplicaGroup ReplicasOf(Communicator& comm) {
 
 constexpr char kAllRanksPayload[] = "switchboard/error-on-all-ranks";
 constexpr char kInputPayload[] = "switchboard/input-error";
+constexpr char kOwnCausePayload[] = "switchboard/own-cause";
 
 absl::Status OnAllRanks(absl::Status status) {
   status.SetPayload(kAllRanksPayload, absl::Cord("1"));
@@ -49,14 +50,17 @@ absl::Status InputError(absl::Status status) {
   return status;
 }
 
-// The AND of `status.ok()` over the world: every rank returns the same
-// verdict (its own error, or "another rank failed: what"), marked as on all
-// ranks. One all-reduce; `what` names the failing operation.
+// The AND of `status.ok()` over the world: every rank returns an error
+// marked as on all ranks, its own (also marked IsOwnCauseOnAllRanks: the
+// ranks that hit it print it) or "another rank failed to <what>". One
+// all-reduce.
 absl::Status AgreeOnAllRanks(Communicator& world, absl::Status status, const char* what) {
   const std::vector<double> failed = AllReduceSum(world, {status.ok() ? 0.0 : 1.0});
   if (failed[0] == 0) return absl::OkStatus();
   if (status.ok()) {
     status = absl::AbortedError(absl::StrCat("another rank failed to ", what, " (see its error)"));
+  } else {
+    status.SetPayload(kOwnCausePayload, absl::Cord("1"));
   }
   return OnAllRanks(std::move(status));
 }
@@ -69,6 +73,10 @@ bool IsErrorOnAllRanks(const absl::Status& status) {
 
 bool IsInputError(const absl::Status& status) {
   return status.GetPayload(kInputPayload).has_value();
+}
+
+bool IsOwnCauseOnAllRanks(const absl::Status& status) {
+  return status.GetPayload(kOwnCausePayload).has_value();
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,

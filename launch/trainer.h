@@ -68,6 +68,10 @@ bool IsErrorOnAllRanks(const absl::Status& status);
 // True for an error caused by the run's input (data that cannot be read,
 // a run directory in use): exit code 2 rather than 1 (docs/cli.md).
 bool IsInputError(const absl::Status& status);
+// True for an error on all ranks (IsErrorOnAllRanks) that this rank hit
+// itself (its data, say), as opposed to "another rank failed" or an error
+// every rank computed alike: each rank holding one prints it.
+bool IsOwnCauseOnAllRanks(const absl::Status& status);
 
 // Whether a fresh (not resumed) run may write into run_dir: not when it holds
 // checkpoints/latest (a fresh run would prune that run's checkpoints), nor

@@ -15,8 +15,8 @@
 #           work (exit 2, message printed once); a bad --set likewise
 #   preempt np 2, ep 2, checkpoint.every_steps 0: SIGUSR1 to mpirun (which
 #           forwards it), then SIGTERM to every rank (as srun and Slurm
-#           deliver it), then SIGTERM to mpirun with a longer
-#           odls_base_sigkill_timeout: each time every rank finishes its
+#           deliver it), then SIGTERM to mpirun (which relays it after
+#           odls_base_sigkill_timeout, 1 s): each time every rank finishes its
 #           step, one checkpoint is saved, the job exits 3 (1 when mpirun
 #           itself was terminated) and `--resume` continues; the final
 #           checkpoint equals an uninterrupted run's byte for byte
@@ -191,7 +191,7 @@ case "$scenario" in
     for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
     args=(train --config "$(dirname "$0")/../../configs/tiny.textproto" --set model.vocab_size=257
           --set model.d_model=32 --set model.num_layers=2 --set train.micro_batch_size=2
-          --set train.seq_len=32 --set train.steps=400 --set data.train_path="$tmp/corpus.txt"
+          --set train.seq_len=32 --set train.steps=300 --set data.train_path="$tmp/corpus.txt"
           --set data.val_path= --set checkpoint.every_steps=0 --set parallel.expert_parallel_size=2)
     start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every=50 --run_dir "$tmp/whole"
     wait_job "$limit"
@@ -214,7 +214,7 @@ case "$scenario" in
       [ "$rc" -eq "$3" ] || fail "$1/$2: exit code $rc, want $3"
       local latest
       latest=$(cat "$tmp/p/checkpoints/latest") || fail "$1/$2: no checkpoint"
-      [ "$latest" != step_400 ] || fail "$1/$2: the run finished before the signal"
+      [ "$latest" != step_300 ] || fail "$1/$2: the run finished before the signal"
       echo "$1/$2: stopped at $latest"
     }
     interrupt mpirun USR1 3 1
@@ -223,16 +223,17 @@ case "$scenario" in
     interrupt ranks TERM 3 1
     expect_output "stopped by SIGTERM after step"
     # mpirun relays SIGTERM odls_base_sigkill_timeout s late (and SIGKILL as
-    # long after) and stops forwarding output at once: few progress lines, so
-    # that no rank blocks on a full pipe; the checkpoint is the evidence.
-    OMPI_MCA_odls_base_sigkill_timeout=2 interrupt mpirun TERM 1 20
+    # long after; 1 s, the default, is enough for this model's step and save)
+    # and stops forwarding output at once: few progress lines, so that no
+    # rank blocks on a full pipe; the checkpoint is the evidence.
+    OMPI_MCA_odls_base_sigkill_timeout=1 interrupt mpirun TERM 1 20
     start_job mpirun -np 2 "$switchboard" "${args[@]}" --run_dir "$tmp/p" --resume
     wait_job "$limit"
     [ "$rc" -eq 0 ] || fail "final resume: exit code $rc"
     for f in model-00001-of-00002.safetensors model-00002-of-00002.safetensors \
              optimizer-00001-of-00002.safetensors optimizer-00002-of-00002.safetensors; do
-      cmp -s "$tmp/whole/checkpoints/step_400/$f" "$tmp/p/checkpoints/step_400/$f" ||
-        fail "after three preemptions step_400/$f differs from the uninterrupted run's"
+      cmp -s "$tmp/whole/checkpoints/step_300/$f" "$tmp/p/checkpoints/step_300/$f" ||
+        fail "after three preemptions step_300/$f differs from the uninterrupted run's"
     done
     ;;
   check | status | slow)
