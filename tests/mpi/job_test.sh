@@ -15,11 +15,11 @@
 #           work (exit 2, message printed once); a bad --set likewise
 #   preempt np 2, ep 2, checkpoint.every_steps 0: SIGUSR1 to mpirun (which
 #           forwards it), then SIGTERM to every rank (as srun and Slurm
-#           deliver it), then SIGTERM to mpirun (which relays it after
-#           odls_base_sigkill_timeout, 1 s): each time every rank finishes its
-#           step, one checkpoint is saved, the job exits 3 (1 when mpirun
-#           itself was terminated) and `--resume` continues; the final
-#           checkpoint equals an uninterrupted run's byte for byte
+#           deliver it): each time every rank finishes its step, one
+#           checkpoint is saved, the job exits 3 and `--resume` continues;
+#           the final checkpoint equals an uninterrupted run's byte for
+#           byte. Then SIGTERM to mpirun (which relays it after
+#           odls_base_sigkill_timeout, 1 s): a checkpoint, exit 1
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
 #   status  a runtime error on rank 1 (Runtime::Abort)
 #   slow    rank 1 stays out of a collective past the timeout: the watchdog
@@ -191,50 +191,51 @@ case "$scenario" in
     for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
     args=(train --config "$(dirname "$0")/../../configs/tiny.textproto" --set model.vocab_size=257
           --set model.d_model=32 --set model.num_layers=2 --set train.micro_batch_size=2
-          --set train.seq_len=32 --set train.steps=300 --set data.train_path="$tmp/corpus.txt"
+          --set train.seq_len=32 --set train.steps=200 --set data.train_path="$tmp/corpus.txt"
           --set data.val_path= --set checkpoint.every_steps=0 --set parallel.expert_parallel_size=2)
     start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every=50 --run_dir "$tmp/whole"
     wait_job "$limit"
     [ "$rc" -eq 0 ] || fail "uninterrupted run: exit code $rc"
-    # interrupt WHO SIGNAL WANT_RC LOG_EVERY: starts (or resumes) the run in
-    # $tmp/p and, after its first progress line, sends SIGNAL to mpirun or to
-    # every rank.
+    # interrupt RUN_DIR WHO SIGNAL WANT_RC EXTRA_ARGS...: starts (or resumes)
+    # the run and, after its first progress line, sends SIGNAL to mpirun or
+    # to every rank.
     interrupt() {
-      local resume=()
-      [ -e "$tmp/p/checkpoints/latest" ] && resume=(--resume)
-      start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every="$4" \
-        --run_dir "$tmp/p" "${resume[@]}"
-      wait_step "$1/$2"
-      if [ "$1" = mpirun ]; then
-        kill "-$2" "$job_pid"
+      local dir=$1 who=$2 sig=$3 want=$4 resume=()
+      shift 4
+      [ -e "$dir/checkpoints/latest" ] && resume=(--resume)
+      start_job mpirun -np 2 "$switchboard" "${args[@]}" "$@" --run_dir "$dir" "${resume[@]}"
+      wait_step "$who/$sig"
+      if [ "$who" = mpirun ]; then
+        kill "-$sig" "$job_pid"
       else
-        for r in 0 1; do kill "-$2" "$(pid_of_rank $r)"; done
+        for r in 0 1; do kill "-$sig" "$(pid_of_rank $r)"; done
       fi
       wait_job "$limit"
-      [ "$rc" -eq "$3" ] || fail "$1/$2: exit code $rc, want $3"
-      local latest
-      latest=$(cat "$tmp/p/checkpoints/latest") || fail "$1/$2: no checkpoint"
-      [ "$latest" != step_300 ] || fail "$1/$2: the run finished before the signal"
-      echo "$1/$2: stopped at $latest"
+      [ "$rc" -eq "$want" ] || fail "$who/$sig: exit code $rc, want $want"
+      latest=$(cat "$dir/checkpoints/latest") || fail "$who/$sig: no checkpoint"
+      echo "$who/$sig: stopped at $latest"
     }
-    interrupt mpirun USR1 3 1
+    interrupt "$tmp/p" mpirun USR1 3 --set train.log_every=1
     [ "$(grep -c '^stopped by SIGUSR1 after step' "$tmp/out")" -eq 1 ] || fail "USR1: want one stop line"
     [ "$(grep -c -- '--resume$' "$tmp/out")" -eq 1 ] || fail "USR1: want the resume command once"
-    interrupt ranks TERM 3 1
+    interrupt "$tmp/p" ranks TERM 3 --set train.log_every=1
     expect_output "stopped by SIGTERM after step"
-    # mpirun relays SIGTERM odls_base_sigkill_timeout s late (and SIGKILL as
-    # long after; 1 s, the default, is enough for this model's step and save)
-    # and stops forwarding output at once: few progress lines, so that no
-    # rank blocks on a full pipe; the checkpoint is the evidence.
-    OMPI_MCA_odls_base_sigkill_timeout=1 interrupt mpirun TERM 1 20
+    [ "$latest" != step_200 ] || fail "the run finished before the signals"
     start_job mpirun -np 2 "$switchboard" "${args[@]}" --run_dir "$tmp/p" --resume
     wait_job "$limit"
     [ "$rc" -eq 0 ] || fail "final resume: exit code $rc"
     for f in model-00001-of-00002.safetensors model-00002-of-00002.safetensors \
              optimizer-00001-of-00002.safetensors optimizer-00002-of-00002.safetensors; do
-      cmp -s "$tmp/whole/checkpoints/step_300/$f" "$tmp/p/checkpoints/step_300/$f" ||
-        fail "after three preemptions step_300/$f differs from the uninterrupted run's"
+      cmp -s "$tmp/whole/checkpoints/step_200/$f" "$tmp/p/checkpoints/step_200/$f" ||
+        fail "after two preemptions step_200/$f differs from the uninterrupted run's"
     done
+    # SIGTERM to mpirun (a run too long to end first): mpirun relays it
+    # odls_base_sigkill_timeout s late and SIGKILLs as long after (1 s, the
+    # default, is enough for this model's step and save) and stops
+    # forwarding output at once: sparse progress lines, so that no rank
+    # blocks on a full pipe; the checkpoint is the evidence.
+    OMPI_MCA_odls_base_sigkill_timeout=1 interrupt "$tmp/q" mpirun TERM 1 \
+      --set train.steps=1000000 --set train.log_every=20
     ;;
   check | status | slow)
     start_job mpirun -np 3 "$probe" "$scenario"
