@@ -102,13 +102,19 @@ int TrainCommand(const Args& args) {
     }
     return code;
   };
-  // After a collective verdict that some rank failed: when rank 0 failed
-  // too, it alone prints (every rank most likely failed alike: a bad flag,
-  // --set or config); otherwise each failing rank prints its own error.
+  // After a collective verdict that some rank failed. A rank's own error is
+  // any but kAborted, which says "another rank failed (see its error)".
+  // When rank 0 has its own, it alone prints (every rank most likely failed
+  // alike: a bad flag, --set or config); otherwise each rank with its own
+  // error prints it, and rank 0 its "another rank failed" (which may end
+  // with the checkpoint to fall back to).
   auto error_agreed = [&](int code, const absl::Status& status) {
-    const bool chief_failed = !rt.AllOk(!(rt.is_chief() && !status.ok()));
-    if (chief_failed) return error_on_all(code, std::string(status.message()));
-    return error_on_some(code, status);
+    const bool own = !status.ok() && status.code() != absl::StatusCode::kAborted;
+    const bool chief_own = !rt.AllOk(!(rt.is_chief() && own));
+    if (chief_own || (rt.is_chief() && !status.ok())) {
+      return error_on_all(code, std::string(status.message()));
+    }
+    return own ? error_on_some(code, status) : code;
   };
   for (const std::string& a : args) {
     if (a == "--help") {
@@ -196,7 +202,8 @@ int TrainCommand(const Args& args) {
     // Collective (every rank reads its shards); a bad file fails every rank alike.
     const absl::Status s = resume_from ? (*trainer)->ResumeFrom(resume_dir) : (*trainer)->Resume();
     if (!rt.AllOk(s.ok())) {
-      return error_agreed(kExitUsage, absl::Status(s.code(), absl::StrCat(resume_from ? "--resume_from: " : "--resume: ", s.message())));
+      const char* flag = resume_from ? "--resume_from: " : "--resume: ";
+      return error_agreed(kExitUsage, absl::Status(s.code(), absl::StrCat(flag, s.message())));
     }
   }
   (*trainer)->set_overwrite_run_files(overwrite);

@@ -169,6 +169,19 @@ case "$scenario" in
     [ "$rc" -eq 0 ] || fail "resume on np 2, ep 1: exit code $rc"
     [ -f "$tmp/c/checkpoints/step_4/model-00001-of-00001.safetensors" ] ||
       fail "resharded run wrote no step_4 checkpoint"
+    # A flipped bit in the experts of EP rank 1 (model-00002): rank 1 names
+    # the tensor, rank 0 the checkpoint to go back to; exit 2, no abort.
+    cp -r "$tmp/a" "$tmp/d"
+    python3 -c "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[-9] ^= 0x40; open(p, 'wb').write(b)" \
+      "$tmp/d/checkpoints/step_4/model-00002-of-00002.safetensors"
+    start_job mpirun -np 4 "$switchboard" "${args[@]}" --set parallel.expert_parallel_size=2 \
+      --set train.steps=6 --run_dir "$tmp/d" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 2 ] || fail "corrupt checkpoint: exit code $rc, want 2"
+    expect_output "\\[rank 1 on .*model-00002-of-00002.safetensors: tensor '.*': checksum mismatch"
+    [ "$(grep -c -- 'resume from it with --resume_from step_2' "$tmp/out")" -eq 1 ] ||
+      fail "want the fallback checkpoint named once"
+    grep -q "MPI_ABORT" "$tmp/out" && fail "a failed resume should not abort"
     ;;
   reject)
     echo "hello" >"$tmp/corpus.txt"
