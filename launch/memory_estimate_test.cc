@@ -6,6 +6,8 @@
 // passes the per-field limits but cannot fit is refused before allocating.
 #include "launch/memory_estimate.h"
 
+#include <cstdio>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "launch/trainer_testing.h"
@@ -67,9 +69,12 @@ TEST_F(MemoryEstimateTest, MatchesTheBytesLiveTensorsHold) {
     ASSERT_TRUE(ValidateConfig(config, 1).ok()) << c.name;
     const MemoryEstimate estimate = EstimateTrainingMemory(config, 1);
     const double measured = Measured(config);
-    // The estimate counts the same tensors; what differs is routing-dependent
-    // (the rows that reach the experts: the estimate takes capacity's upper
-    // bound, or T * k when dropless) and rounding of scratch buffers to 8 bytes.
+    std::printf("%-52s estimate %9.0f B, tensors hold %9.0f B, ratio %.3f\n", c.name,
+                estimate.total(), measured, estimate.total() / measured);
+    // The estimate counts the same tensors; what differs is routing-dependent:
+    // the rows that reach the experts vary between steps and a scratch
+    // buffer grows by 1.5x when exceeded (measured 0.95 to 1.00, see
+    // docs/cli.md), plus rounding of scratch buffers to 8 bytes.
     EXPECT_NEAR(estimate.total() / measured, 1.0, 0.1)
         << c.name << ": estimate " << estimate.Describe() << ", tensors hold " << FormatBytes(measured);
   }
