@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -26,25 +27,29 @@ void Require(bool ok) {
   if (!ok) __builtin_trap();
 }
 
-const std::string& Dir() {
-  static const std::string dir = [] {
+char dir_path[128];  // plain storage: still valid in the atexit handler
+
+void RemoveDir() { ::rmdir(dir_path); }
+
+// A private directory for the input's shard file, removed at exit (each
+// input's file is removed after it ran).
+const char* Dir() {
+  if (dir_path[0] == 0) {
     std::error_code ec;
     const bool shm = std::filesystem::is_directory("/dev/shm", ec);
-    std::string d = std::string(shm ? "/dev/shm" : "/tmp") + "/sb_shard_fuzz_" + std::to_string(::getpid());
-    std::filesystem::create_directories(d);
-    return d;
-  }();
-  return dir;
+    std::snprintf(dir_path, sizeof(dir_path), "%s/sb_shard_fuzz_%d", shm ? "/dev/shm" : "/tmp",
+                  static_cast<int>(::getpid()));
+    std::filesystem::create_directories(dir_path, ec);
+    std::atexit(RemoveDir);
+  }
+  return dir_path;
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
+// The checks on one input (the shard file goes to `path`).
+void Check(const uint8_t* data, size_t size, const std::string& path) {
   const int seq_len = 1 + data[0] % 64;
   const int batch = 1 + data[1] % 4;
   const std::string file(reinterpret_cast<const char*>(data + 2), size - 2);
-  const std::string path = Dir() + "/shard_00000.bin";
   {
     std::FILE* f = std::fopen(path.c_str(), "wb");
     Require(f != nullptr);
@@ -61,7 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(source.ok() == (header.ok() && header->num_tokens > 0));
   if (!source.ok()) {
     Require(!source.status().message().empty());
-    return 0;
+    return;
   }
   sb::ShardSource& s = **source;
   Require(s.num_tokens() == static_cast<int64_t>(header->num_tokens));
@@ -90,5 +95,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // vocabularies above model.vocab_size (<= 2^24) first; 2^20 here keeps
   // executions fast (a 2^24 vocab costs 128 MiB of counters each time).
   if (s.vocab_size() <= (int64_t{1} << 20)) (void)s.UnigramEntropy();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  const std::string path = std::string(Dir()) + "/shard_00000.bin";
+  Check(data, size, path);
+  ::unlink(path.c_str());
   return 0;
 }
