@@ -13,9 +13,13 @@ namespace sb {
 
 using switchboard::TrainConfig;
 
-// Parses a text-format TrainConfig file. Unknown fields, syntax errors and
-// unreadable files are errors naming the file, line and field.
+// Parses a text-format TrainConfig file. Unknown fields, syntax errors,
+// unreadable files and files above kMaxConfigFileBytes are errors naming the
+// file, line and field.
 absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path);
+// Real configs are a few KiB (an explicit moe_layers list for 4096 layers
+// is ~20 KiB).
+inline constexpr size_t kMaxConfigFileBytes = 1 << 20;
 absl::StatusOr<TrainConfig> ParseConfigText(const std::string& text, const std::string& origin);
 // The same rules for any message of switchboard.proto (checkpoints' TrainerState).
 absl::Status ParseTextMessage(const std::string& text, const std::string& origin,

@@ -16,8 +16,7 @@
 #include <vector>
 
 #include "configs/config.h"
-#include "google/protobuf/util/field_comparator.h"
-#include "google/protobuf/util/message_differencer.h"
+#include "tests/testing/proto_equal.h"
 
 namespace {
 
@@ -26,11 +25,7 @@ void Require(bool ok) {
 }
 
 bool SameConfig(const sb::TrainConfig& a, const sb::TrainConfig& b) {
-  google::protobuf::util::DefaultFieldComparator comparator;
-  comparator.set_treat_nan_as_equal(true);  // "nan" round-trips, but NaN != NaN
-  google::protobuf::util::MessageDifferencer differencer;
-  differencer.set_field_comparator(&comparator);
-  return differencer.Compare(a, b);
+  return sb::testing::SameMessage(a, b);
 }
 
 }  // namespace

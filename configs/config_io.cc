@@ -116,7 +116,16 @@ absl::StatusOr<TrainConfig> LoadConfigFile(const std::string& path) {
   std::string text;
   char buffer[1 << 16];
   size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) {
+    // A bound: /dev/zero or a wrong path to a large file must not exhaust memory.
+    if (text.size() + n > kMaxConfigFileBytes) {
+      std::fclose(file);
+      return absl::InvalidArgumentError(absl::StrCat("config file ", path, " is larger than ",
+                                                     kMaxConfigFileBytes,
+                                                     " bytes: not a TrainConfig text file"));
+    }
+    text.append(buffer, n);
+  }
   const bool failed = std::ferror(file) != 0;
   const int read_errno = errno;
   std::fclose(file);

@@ -119,6 +119,21 @@ TEST(LoadConfigFile, MissingFileAndDirectoryAreErrors) {
   EXPECT_THAT(std::string(config.status().message()), HasSubstr("/tmp"));
 }
 
+TEST(LoadConfigFile, EndlessOrHugeFilesAreRefusedNotRead) {
+  // /dev/zero used to end in std::bad_alloc; a config file is a few KiB.
+  auto config = LoadConfigFile("/dev/zero");
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("config file /dev/zero is larger than 1048576 bytes"));
+  // A comment-only (valid) config at the bound loads; one byte more does not.
+  const std::string at = WriteTempFile(std::string(kMaxConfigFileBytes, '#'));
+  EXPECT_TRUE(LoadConfigFile(at).ok());
+  std::remove(at.c_str());
+  const std::string above = WriteTempFile(std::string(kMaxConfigFileBytes + 1, '#'));
+  EXPECT_FALSE(LoadConfigFile(above).ok());
+  std::remove(above.c_str());
+}
+
 TEST(ResolvedConfigText, SpellsEveryDefaultAndRoundTrips) {
   TrainConfig config;
   config.mutable_model()->set_d_model(96);

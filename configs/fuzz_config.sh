@@ -9,10 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
-mkdir -p build-fuzz
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DSB_CUDA=OFF -DSB_FUZZ=ON \
-  -DSB_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > build-fuzz/cmake.log
-ninja -C build-fuzz -j2 config_fuzz > build-fuzz/ninja.log
+bash launch/fuzz_build.sh config_fuzz
 corpus=build-fuzz/config_corpus
 mkdir -p "$corpus"
 # Byte 0 picks the world size; a NUL ends the config text, NULs separate overrides.

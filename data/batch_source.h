@@ -35,6 +35,14 @@ class BatchSource {
   // Entropy (nats per token) of the source's token frequencies: the loss of
   // the best model that ignores context. NaN where not defined (mixtures).
   virtual double UnigramEntropy() const;
+  // Identity of the tokenizer that made the tokens (TokenizerHash of its
+  // tokenizer.model); 0 for byte-level text, which has none. Training and
+  // validation data must agree.
+  virtual uint64_t tokenizer_hash() const { return 0; }
+  // Error unless every sample of seq_len + 1 tokens can be read: the stream
+  // (each component of a mixture) holds more than seq_len tokens. Lets a
+  // run refuse data that is too short at start, not at its first read.
+  virtual absl::Status CheckSeqLen(int seq_len) const;
 };
 
 }  // namespace sb

@@ -41,6 +41,14 @@ absl::StatusOr<std::unique_ptr<ByteTextSource>> ByteTextSource::Open(const std::
     if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", file));
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (bytes.empty()) continue;
+    // Byte-level training reads plain text only: a NUL byte marks a binary
+    // file (the same test as prepare-data's), most likely a wrong path.
+    if (const size_t nul = bytes.find('\0'); nul != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, " is not a text file (NUL byte at offset ", nul,
+          "): without token shards only plain text is read, as raw bytes; make shards with "
+          "switchboard prepare-data"));
+    }
     for (unsigned char c : bytes) source->tokens_.push_back(c);
     source->tokens_.push_back(kByteEos);
     ++source->num_files_;
@@ -72,8 +80,10 @@ absl::Status ByteTextSource::Read(int64_t index, int batch_size, int seq_len, Ba
 }
 
 std::string ByteTextSource::Describe() const {
-  return absl::StrFormat("%.2fM byte tokens from %d files (byte-level, vocab %d)",
-                         num_tokens() / 1e6, num_files_, kByteVocabSize);
+  return absl::StrFormat(
+      "%.2fM tokens: the raw bytes of %d text files (byte-level, vocab %d; not a prepared "
+      "dataset)",
+      num_tokens() / 1e6, num_files_, kByteVocabSize);
 }
 
 double ByteTextSource::UnigramEntropy() const {

@@ -20,7 +20,8 @@ constexpr int32_t kByteEos = 256;
 class ByteTextSource : public BatchSource {
  public:
   // path: a text file or a directory (all regular files below it, sorted by
-  // path). Fails on missing or empty input.
+  // path). Fails on missing or empty input and on a file holding a NUL byte
+  // (binary, not text).
   static absl::StatusOr<std::unique_ptr<ByteTextSource>> Open(const std::string& path,
                                                               uint64_t seed);
   absl::Status Read(int64_t index, int batch_size, int seq_len, Batch* out) override;

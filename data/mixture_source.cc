@@ -103,6 +103,12 @@ int64_t MixtureSource::num_tokens() const {
   return total;
 }
 
+absl::Status MixtureSource::CheckSeqLen(int seq_len) const {
+  for (const MixtureComponent& c : components_)
+    if (absl::Status s = c.source->CheckSeqLen(seq_len); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
 std::string MixtureSource::Describe() const {
   std::string out = "mixture of";
   for (size_t k = 0; k < components_.size(); ++k) {

@@ -42,6 +42,8 @@ class MixtureSource : public BatchSource {
   int64_t vocab_size() const override { return components_[0].source->vocab_size(); }
   int64_t num_tokens() const override;
   std::string Describe() const override;
+  uint64_t tokenizer_hash() const override { return components_[0].source->tokenizer_hash(); }
+  absl::Status CheckSeqLen(int seq_len) const override;  // every component
 
   struct Pick {
     int component;

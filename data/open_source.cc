@@ -18,15 +18,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
+bool IsPreparedDatasetRoot(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && fs::is_regular_file(dir / "tokenizer.model", ec) &&
+         fs::is_directory(dir / "train", ec);
+}
+
 absl::StatusOr<std::unique_ptr<BatchSource>> OpenPath(const std::string& path,
                                                       const ShardSourceOptions& options,
                                                       const char* field) {
   std::error_code ec;
-  if (fs::is_directory(path, ec) && fs::is_regular_file(fs::path(path) / "tokenizer.model", ec) &&
-      fs::is_directory(fs::path(path) / "train", ec)) {
+  if (IsPreparedDatasetRoot(path)) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, " = ", path, " is a prepared dataset; point it at ", path, "/train or ", path,
         "/val"));
+  }
+  // info.json or tokenizer.model of a prepared dataset: not text to train on.
+  const fs::path parent = fs::path(path).parent_path();
+  if (fs::is_regular_file(path, ec) && !parent.empty() && IsPreparedDatasetRoot(parent)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " = ", path, " is a file of the prepared dataset ", parent.string(),
+        ", not its tokens; point it at ", (parent / "train").string(), " or ",
+        (parent / "val").string()));
   }
   if (LooksLikeShardPath(path)) {
     auto source = ShardSource::Open(path, options);
@@ -111,6 +124,13 @@ absl::StatusOr<std::unique_ptr<BatchSource>> OpenValSource(const switchboard::Da
 namespace sb {
 
 double BatchSource::UnigramEntropy() const { return std::nan(""); }
+
+absl::Status BatchSource::CheckSeqLen(int seq_len) const {
+  if (num_tokens() > seq_len) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s: %d tokens, fewer than one sample of train.seq_len + 1 = %d tokens", Describe(),
+      num_tokens(), int64_t{seq_len} + 1));
+}
 
 absl::Status PrepareBatch(int64_t index, int batch_size, int seq_len, Batch* out) {
   if (index < 0 || batch_size <= 0 || seq_len <= 0) {

@@ -50,7 +50,7 @@ class ShardSource : public BatchSource {
   // Windows per epoch at this seq_len.
   int64_t NumWindows(int seq_len) const;
 
-  uint64_t tokenizer_hash() const { return header_.tokenizer_hash; }
+  uint64_t tokenizer_hash() const override { return header_.tokenizer_hash; }
   int32_t eos_id() const { return header_.eos_id; }
   int64_t num_documents() const { return num_documents_; }
   int num_shards() const { return static_cast<int>(shards_.size()); }

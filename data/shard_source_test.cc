@@ -241,5 +241,45 @@ TEST(ShardSourceTest, OpenBatchSourceDetectsTheKindOfPath) {
   EXPECT_NE(root.status().message().find("/train"), std::string::npos) << root.status();
 }
 
+// Raw bytes are read only from text: the files of a prepared dataset and
+// binary files used to be read as byte-level text without a word.
+TEST(ShardSourceTest, OnlyTextIsReadAsRawBytesAndTheDescriptionSaysSo) {
+  ScratchDir dir;
+  testing::WriteShards(dir / "ds/train", testing::RandomTokens(1000, 500, 3), 500, 600, kHash);
+  testing::WriteFile(dir / "ds/tokenizer.model", std::string("\x0a\x00model", 7));
+  testing::WriteFile(dir / "ds/info.json", "{\"tokens\": 1000}\n");
+  for (const char* file : {"ds/info.json", "ds/tokenizer.model"}) {
+    auto source = OpenBatchSource(dir / file, 1);
+    ASSERT_FALSE(source.ok()) << file;
+    EXPECT_NE(source.status().message().find("is a file of the prepared dataset " + dir / "ds"),
+              std::string::npos) << source.status();
+    EXPECT_NE(source.status().message().find(dir / "ds/train"), std::string::npos);
+  }
+  testing::WriteFile(dir / "bin/a.txt", "text");
+  testing::WriteFile(dir / "bin/b.dat", std::string("ab\0cd", 5));
+  auto binary = OpenBatchSource(dir / "bin", 1);
+  ASSERT_FALSE(binary.ok());
+  EXPECT_NE(binary.status().message().find(dir / "bin/b.dat is not a text file (NUL byte at offset 2)"),
+            std::string::npos) << binary.status();
+  auto text = OpenBatchSource(dir / "bin/a.txt", 1);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_NE((*text)->Describe().find("the raw bytes of 1 text files (byte-level, vocab 257; not a "
+                                     "prepared dataset)"),
+            std::string::npos) << (*text)->Describe();
+  EXPECT_EQ((*text)->tokenizer_hash(), 0u);
+}
+
+TEST(ShardSourceTest, CheckSeqLenAndTheTokenizerIdentityOfEverySource) {
+  ScratchDir dir;
+  testing::WriteShards(dir / "ds", testing::RandomTokens(100, 500, 3), 500, 600, kHash);
+  auto source = OpenBatchSource(dir / "ds", 1);
+  ASSERT_TRUE(source.ok());
+  EXPECT_EQ((*source)->tokenizer_hash(), kHash);
+  EXPECT_TRUE((*source)->CheckSeqLen(99).ok());  // 100 tokens: one sample of 99 + 1
+  const absl::Status s = (*source)->CheckSeqLen(100);
+  EXPECT_NE(s.message().find("100 tokens, fewer than one sample of train.seq_len + 1 = 101"),
+            std::string::npos) << s;
+}
+
 }  // namespace
 }  // namespace sb

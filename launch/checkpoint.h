@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "configs/config.h"
+#include "moe/io/safetensors_set.h"
 #include "moe/model.h"
 #include "optim/optimizer.h"
 
@@ -69,7 +70,10 @@ struct CheckpointSaveOptions {
   std::function<absl::Status(absl::string_view point)> fault_hook;
 };
 
-inline constexpr int kCheckpointFormatVersion = 1;
+// 2: every safetensors shard carries per-tensor checksums (verified at
+// save, before publishing, and on every load). 1: none (loaded unverified,
+// with a warning).
+inline constexpr int kCheckpointFormatVersion = 2;
 
 // run_dir/checkpoints
 std::string CheckpointsDir(const std::string& run_dir);
@@ -96,8 +100,15 @@ bool HasCheckpoint(const std::string& run_dir);
 // `latest` is garbled. Messages name the file.
 absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_dir);
 
-// Reads and sanity-checks step_dir/trainer_state.textproto.
+// Reads and sanity-checks step_dir/trainer_state.textproto (at most 16 MiB).
 absl::StatusOr<switchboard::TrainerState> ReadTrainerState(const std::string& step_dir);
+// The checks of ReadTrainerState on text in memory: the config parser's
+// rules (line and column in errors), a known format_version, non-negative
+// counters, optimizer_step <= step, step == dir_step when given, a valid
+// saved config. Errors start with `path`. (launch/trainer_state.cc)
+absl::StatusOr<switchboard::TrainerState> ParseTrainerState(absl::string_view text,
+                                                            const std::string& path,
+                                                            std::optional<int64_t> dir_step);
 
 // Whether `config` may continue the saved run: the architecture (model.*
 // but init_std; moe.num_experts, top_k, normalize_top_k and the MoE blocks),
@@ -110,11 +121,37 @@ absl::Status CheckResumable(const switchboard::TrainerState& saved, const TrainC
 // Loads step_dir into this rank's model and optimizer (any layout:
 // weights and state are picked by global expert id), after checking the
 // trainer state against `config`. Names, shapes and dtypes of all weights
-// and then of all optimizer state are checked before any is copied. Sets the
-// optimizer's step. Collective (one all_ok), so every rank fails together.
+// and then of all optimizer state are checked before any is copied; each
+// tensor's checksum as it is read (a mismatch fails the load part-way: the
+// model and optimizer must then be discarded). Sets the optimizer's step.
+// Collective (one all_ok), so every rank fails together. A format 1
+// checkpoint (no checksums) loads with a warning on stderr.
 absl::StatusOr<switchboard::TrainerState> LoadCheckpoint(const std::string& step_dir,
                                                          const TrainConfig& config, Model& model,
                                                          Optimizer& optimizer,
                                                          const CheckpointTopology& topology);
+
+// Opens step_dir/index_file (model.safetensors.index.json or
+// optimizer.safetensors.index.json) and every shard it names. From format
+// version 2 on, every shard must carry checksums.
+absl::StatusOr<std::unique_ptr<SafetensorsSet>> OpenCheckpointTensors(const std::string& step_dir,
+                                                                      const char* index_file,
+                                                                      int format_version);
+
+// Reads all of step_dir and checks it without a model: the trainer state
+// (ReadTrainerState), both indexes, every shard's header and every tensor's
+// checksum. The error names the file (and tensor).
+absl::Status VerifyCheckpoint(const std::string& step_dir);
+
+// The newest run_dir/checkpoints/step_K with K < before_step that
+// VerifyCheckpoint accepts (its full path), or nullopt. Reads every
+// checkpoint it tries, newest first: meant for the error path.
+std::optional<std::string> NewestVerifiedCheckpoint(const std::string& run_dir,
+                                                    int64_t before_step);
+
+// The step directory that `train --resume_from NAME` means: NAME is
+// `step_<N>` or a path to run_dir/checkpoints/step_<N>; it must exist.
+// InvalidArgument / NotFound otherwise.
+absl::StatusOr<std::string> ResolveResumeFrom(const std::string& run_dir, const std::string& name);
 
 }  // namespace sb

@@ -20,15 +20,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::SimRank;
 
-// Saves step `step` of a single-process run holding contents `salt`.
-absl::Status SaveOne(const std::string& run_dir, int64_t step, uint64_t salt,
-                     const CheckpointSaveOptions& options = {}) {
-  const TrainConfig config = testing::SmallConfig();
-  SimRank r = testing::MakeSimRank(config, 0);
-  testing::FillByName(r, salt);
-  return SaveCheckpoint(run_dir, testing::SimState(config, step, step), *r.model, *r.optimizer,
-                        testing::SimTopology(0, 1, 1, nullptr), options);
-}
+using testing::SaveFilled;
 
 // Loads the checkpoint `latest` names; returns its step after checking the contents.
 absl::StatusOr<int64_t> LoadLatest(const std::string& run_dir, uint64_t salt) {
@@ -51,13 +43,13 @@ class KilledDuringSave : public ::testing::TestWithParam<const char*> {};
 TEST_P(KilledDuringSave, LatestStillNamesACompleteCheckpoint) {
   const std::string point = GetParam();
   testing::TempDir dir;
-  ASSERT_TRUE(SaveOne(dir.path(), 2, /*salt=*/1).ok());
+  ASSERT_TRUE(SaveFilled(dir.path(), 2, /*salt=*/1).ok());
   CheckpointSaveOptions kill;
   kill.fault_hook = [&](absl::string_view at) {
     if (at == point) raise(SIGKILL);
     return absl::OkStatus();
   };
-  EXPECT_EXIT((void)SaveOne(dir.path(), 4, /*salt=*/2, kill), ::testing::KilledBySignal(SIGKILL), "");
+  EXPECT_EXIT((void)SaveFilled(dir.path(), 4, /*salt=*/2, kill), ::testing::KilledBySignal(SIGKILL), "");
   // Only a kill after `latest` was replaced exposes the new checkpoint.
   const bool published = point == "latest_updated";
   const absl::StatusOr<int64_t> step = LoadLatest(dir.path(), published ? 2 : 1);
@@ -66,7 +58,7 @@ TEST_P(KilledDuringSave, LatestStillNamesACompleteCheckpoint) {
   const std::string root = CheckpointsDir(dir.path());
   EXPECT_EQ(fs::exists(root + "/step_4"), point == "renamed" || published);
   // The next save cleans up and succeeds.
-  ASSERT_TRUE(SaveOne(dir.path(), 4, /*salt=*/3).ok());
+  ASSERT_TRUE(SaveFilled(dir.path(), 4, /*salt=*/3).ok());
   EXPECT_EQ(*LoadLatest(dir.path(), 3), 4);
   for (const auto& e : fs::directory_iterator(root))
     EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
@@ -76,7 +68,7 @@ INSTANTIATE_TEST_SUITE_P(Points, KilledDuringSave, ::testing::ValuesIn(kPoints))
 
 TEST(CheckpointFault, OneRankFailingMakesEveryRankFailAndPublishesNothing) {
   testing::TempDir dir;
-  ASSERT_TRUE(SaveOne(dir.path(), 2, 1).ok());
+  ASSERT_TRUE(SaveFilled(dir.path(), 2, 1).ok());
   for (const char* point : {"tmp_created", "model_written", "optimizer_written"}) {
     const TrainConfig config = testing::SmallConfig(2);
     testing::FakeCollective collective(2);
@@ -103,13 +95,13 @@ TEST(CheckpointFault, OneRankFailingMakesEveryRankFailAndPublishesNothing) {
 
 TEST(CheckpointFault, RankZeroFailingAtPublishLeavesLatest) {
   testing::TempDir dir;
-  ASSERT_TRUE(SaveOne(dir.path(), 2, 1).ok());
+  ASSERT_TRUE(SaveFilled(dir.path(), 2, 1).ok());
   for (const char* point : {"indexes_written", "state_written"}) {
     CheckpointSaveOptions options;
     options.fault_hook = [&](absl::string_view at) {
       return at == point ? absl::InternalError("injected") : absl::OkStatus();
     };
-    EXPECT_FALSE(SaveOne(dir.path(), 4, 2, options).ok());
+    EXPECT_FALSE(SaveFilled(dir.path(), 4, 2, options).ok());
     EXPECT_FALSE(fs::exists(CheckpointsDir(dir.path()) + "/step_4"));
     EXPECT_EQ(*LoadLatest(dir.path(), 1), 2);
   }
@@ -119,7 +111,7 @@ TEST(CheckpointFault, RankZeroFailingAtPublishLeavesLatest) {
 class Damaged : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(SaveOne(tmp_.Path("pristine"), 3, 1).ok());
+    ASSERT_TRUE(SaveFilled(tmp_.Path("pristine"), 3, 1).ok());
     step_ = CheckpointsDir(tmp_.Path("pristine")) + "/step_3";
   }
   // A fresh copy of the run directory (tmp/run); returns its step_3 path.
@@ -129,9 +121,7 @@ class Damaged : public ::testing::Test {
     return CheckpointsDir(tmp_.Path("run")) + "/step_3";
   }
   absl::Status Load(const std::string& step_dir, const TrainConfig& config = testing::SmallConfig()) {
-    SimRank r = testing::MakeSimRank(config, 0);
-    return LoadCheckpoint(step_dir, config, *r.model, *r.optimizer,
-                          testing::SimTopology(0, 1, 1, nullptr)).status();
+    return testing::LoadInto(step_dir, config);
   }
   testing::TempDir tmp_;
   std::string step_;
@@ -163,7 +153,7 @@ TEST_F(Damaged, EachBrokenFileGivesAnErrorNamingIt) {
        }},
       {"trainer_state.textproto", [&](const std::string& p) {
          std::string s = testing::ReadBytes(p);
-         s.replace(s.find("format_version: 1"), 17, "format_version: 9");
+         s.replace(s.find("format_version: 2"), 17, "format_version: 9");
          testing::WriteBytes(p, s);
        }},
       {"trainer_state.textproto", [&](const std::string& p) {  // no config

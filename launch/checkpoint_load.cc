@@ -2,6 +2,7 @@
 // trainer state against the config, and loading weights and optimizer state
 // into a model of any expert-parallel layout. Every file is outside input:
 // each failure is a Status naming the file (and field or tensor).
+#include <cstdio>
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
@@ -21,7 +22,6 @@ namespace fs = std::filesystem;
 namespace pb = google::protobuf;
 
 constexpr size_t kMaxLatestBytes = 4096;
-constexpr size_t kMaxStateBytes = 16 << 20;
 
 // The text of field `path` ("model.d_model") of `message`, default included.
 std::string FieldText(const pb::Message& message, const std::string& path) {
@@ -62,17 +62,6 @@ std::string MaskText(const std::vector<bool>& mask) {
 
 }  // namespace
 
-std::optional<int64_t> ParseStepDirName(absl::string_view name) {
-  if (name.size() < 6 || name.size() > 5 + 18 || name.substr(0, 5) != "step_") return std::nullopt;
-  int64_t step = 0;
-  for (char c : name.substr(5)) {
-    if (c < '0' || c > '9') return std::nullopt;
-    step = step * 10 + (c - '0');
-  }
-  if (StepDirName(step) != name) return std::nullopt;  // leading zeros
-  return step;
-}
-
 bool HasCheckpoint(const std::string& run_dir) {
   std::error_code ec;
   return fs::symlink_status(fs::path(CheckpointsDir(run_dir)) / "latest", ec).type() !=
@@ -104,50 +93,6 @@ absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_dir) {
         absl::StrCat(latest, " names ", name, ", but ", dir.string(), " does not exist"));
   }
   return dir.string();
-}
-
-absl::StatusOr<switchboard::TrainerState> ReadTrainerState(const std::string& step_dir) {
-  const std::string path = (fs::path(step_dir) / kTrainerStateFile).string();
-  absl::StatusOr<std::string> text = ReadSmallFile(path, kMaxStateBytes);
-  if (!text.ok()) return text.status();
-  switchboard::TrainerState state;
-  if (absl::Status s = ParseTextMessage(*text, path, &state); !s.ok()) return s;
-  std::vector<std::string> bad;
-  auto require = [&](bool ok, const char* field, int64_t value, const char* rule) {
-    if (!ok) bad.push_back(absl::StrCat(field, " = ", value, " ", rule));
-  };
-  require(state.format_version() >= 1 && state.format_version() <= kCheckpointFormatVersion,
-          "format_version", state.format_version(),
-          absl::StrCat("is not a version this build reads (1..", kCheckpointFormatVersion, ")")
-              .c_str());
-  require(state.step() >= 0, "step", state.step(), "must be >= 0");
-  require(state.tokens_seen() >= 0, "tokens_seen", state.tokens_seen(), "must be >= 0");
-  require(state.micro_batches_consumed() >= 0, "micro_batches_consumed",
-          state.micro_batches_consumed(), "must be >= 0");
-  require(state.optimizer_step() >= 0 && state.optimizer_step() <= state.step(), "optimizer_step",
-          state.optimizer_step(), "must be in [0, step]");
-  require(state.nonfinite_streak() >= 0, "nonfinite_streak", state.nonfinite_streak(), "must be >= 0");
-  require(state.skipped_steps() >= 0, "skipped_steps", state.skipped_steps(), "must be >= 0");
-  const auto& layout = state.layout();
-  require(layout.world_size() >= 1, "layout.world_size", layout.world_size(), "must be >= 1");
-  require(layout.expert_parallel_size() >= 1, "layout.expert_parallel_size",
-          layout.expert_parallel_size(), "must be >= 1");
-  require(layout.grad_accum_steps() >= 1, "layout.grad_accum_steps", layout.grad_accum_steps(),
-          "must be >= 1");
-  if (!state.has_config()) bad.push_back("config is missing");
-  const std::optional<int64_t> dir_step = ParseStepDirName(fs::path(step_dir).filename().string());
-  if (dir_step && *dir_step != state.step()) {
-    bad.push_back(absl::StrCat("step = ", state.step(), " but the directory is ",
-                               fs::path(step_dir).filename().string()));
-  }
-  if (bad.empty() && layout.world_size() >= 1) {
-    if (absl::Status s = ValidateConfig(state.config(), layout.world_size()); !s.ok())
-      bad.push_back(absl::StrCat("config: ", s.message()));
-  }
-  if (!bad.empty()) {
-    return absl::DataLossError(absl::StrCat(path, ": ", absl::StrJoin(bad, "; ")));
-  }
-  return state;
 }
 
 absl::Status CheckResumable(const switchboard::TrainerState& saved, const TrainConfig& config,
@@ -189,14 +134,21 @@ absl::StatusOr<switchboard::TrainerState> LoadCheckpoint(const std::string& step
   absl::StatusOr<switchboard::TrainerState> state = ReadTrainerState(step_dir);
   absl::Status status = state.status();
   if (status.ok()) status = CheckResumable(*state, config, (dir / kTrainerStateFile).string());
+  if (status.ok() && state->format_version() < 2 && topology.rank == 0) {
+    std::fprintf(stderr,
+                 "warning: %s was saved before checkpoints carried checksums (format_version %d): "
+                 "its tensors are loaded unverified\n",
+                 step_dir.c_str(), state->format_version());
+  }
+  // Every tensor read is verified against its checksum (SafetensorsFile::ReadInto).
   if (status.ok()) {
     absl::StatusOr<std::unique_ptr<SafetensorsSet>> weights =
-        SafetensorsSet::Open((dir / kSafetensorsIndexFile).string());
+        OpenCheckpointTensors(step_dir, kSafetensorsIndexFile, state->format_version());
     status = weights.ok() ? LoadModelWeights(model, **weights) : weights.status();
   }
   if (status.ok()) {
     absl::StatusOr<std::unique_ptr<SafetensorsSet>> file =
-        SafetensorsSet::Open((dir / kOptimizerIndexFile).string());
+        OpenCheckpointTensors(step_dir, kOptimizerIndexFile, state->format_version());
     absl::StatusOr<std::vector<NamedState>> named =
         NamedOptimizerState(optimizer, model.Parameters());
     status = !file.ok() ? file.status() : !named.ok() ? named.status() : LoadNamedState(*named, **file);

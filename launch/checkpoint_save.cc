@@ -98,6 +98,7 @@ absl::Status WriteShards(const fs::path& tmp, const ShardPlan& plan, Model& mode
     SaveWeightsOptions o;
     o.selection = topology.writes_replicated() ? WeightSelection::kAll : WeightSelection::kExperts;
     o.metadata["switchboard"] = "model weights";
+    o.checksums = SafetensorsChecksums::kXxh3;
     const std::string path = (tmp / ShardFile("model", plan.model_shard, plan.model_shards)).string();
     if (absl::Status s = SaveModelWeights(model, path, o); !s.ok()) return s;
     if (absl::Status s = Hook(options, "model_written"); !s.ok()) return s;
@@ -116,15 +117,21 @@ absl::Status WriteShards(const fs::path& tmp, const ShardPlan& plan, Model& mode
         (tmp / ShardFile("optimizer", plan.optimizer_shard, plan.optimizer_shards)).string();
     const std::map<std::string, std::string> metadata = {
         {"switchboard", "optimizer state"}, {"optimizer_step", absl::StrCat(optimizer.step())}};
-    if (absl::Status s = WriteSafetensors(path, tensors, metadata); !s.ok()) return s;
+    if (absl::Status s = WriteSafetensors(path, tensors, metadata, std::nullopt,
+                                          SafetensorsChecksums::kXxh3);
+        !s.ok()) {
+      return s;
+    }
     if (absl::Status s = Hook(options, "optimizer_written"); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-// Phase 3: `index_file` over shards prefix-0000i-of-n, after checking that
-// no name is written twice and, when `expected` is given, that the shards
-// hold exactly those names.
+// Phase 3: `index_file` over shards prefix-0000i-of-n, after reading every
+// shard back (each tensor against the checksum its writer recorded: what
+// reached the filesystem is what was meant) and checking that no name is
+// written twice and, when `expected` is given, that the shards hold exactly
+// those names.
 absl::Status WriteIndex(const fs::path& tmp, const char* prefix, int shards,
                         const std::string& index_file, const std::set<std::string>* expected) {
   std::map<std::string, std::string> weight_map;
@@ -133,6 +140,12 @@ absl::Status WriteIndex(const fs::path& tmp, const char* prefix, int shards,
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
         SafetensorsFile::Open((tmp / shard).string());
     if (!file.ok()) return file.status();
+    if (!(*file)->checksummed()) {
+      return absl::InternalError(absl::StrCat((tmp / shard).string(), ": written without checksums"));
+    }
+    if (absl::Status s = (*file)->VerifyChecksums(); !s.ok()) {
+      return absl::DataLossError(absl::StrCat("reading the new checkpoint back: ", s.message()));
+    }
     for (const std::string& name : (*file)->names()) {
       auto [it, fresh] = weight_map.emplace(name, shard);
       if (!fresh) {
@@ -267,8 +280,6 @@ absl::Status Finalize(const fs::path& root, const fs::path& tmp, const std::stri
 std::string CheckpointsDir(const std::string& run_dir) {
   return (fs::path(run_dir) / "checkpoints").string();
 }
-
-std::string StepDirName(int64_t step) { return absl::StrCat("step_", step); }
 
 absl::Status SaveCheckpoint(const std::string& run_dir, switchboard::TrainerState state,
                             Model& model, Optimizer& optimizer, const CheckpointTopology& topology,

@@ -122,4 +122,22 @@ inline switchboard::TrainerState SimState(const TrainConfig& config, int64_t ste
   return state;
 }
 
+// Saves checkpoint `step` of a single-process SmallConfig run whose
+// contents are FillByName(salt).
+inline absl::Status SaveFilled(const std::string& run_dir, int64_t step, uint64_t salt,
+                               const CheckpointSaveOptions& options = {}) {
+  const TrainConfig config = SmallConfig();
+  SimRank r = MakeSimRank(config, 0);
+  FillByName(r, salt);
+  return SaveCheckpoint(run_dir, SimState(config, step, step), *r.model, *r.optimizer,
+                        SimTopology(0, 1, 1, nullptr), options);
+}
+
+// Loads step_dir into a fresh single-process rank of `config`.
+inline absl::Status LoadInto(const std::string& step_dir, const TrainConfig& config = SmallConfig()) {
+  SimRank r = MakeSimRank(config, 0);
+  return LoadCheckpoint(step_dir, config, *r.model, *r.optimizer, SimTopology(0, 1, 1, nullptr))
+      .status();
+}
+
 }  // namespace sb::testing

@@ -10,6 +10,12 @@ namespace sb {
 
 using Args = std::vector<std::string>;
 
+// Exit codes (docs/cli.md).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;    // a failure while running (a failed save, divergence)
+inline constexpr int kExitUsage = 2;      // bad usage or input: flags, config, data, files, run_dir
+inline constexpr int kExitPreempted = 3;  // stopped by a signal after saving a checkpoint
+
 int TrainCommand(const Args& args);        // launch/train_command.cc
 int ForwardCommand(const Args& args);      // launch/forward_command.cc
 int PrepareDataCommand(const Args& args);  // launch/prepare_data_command.cc

@@ -13,6 +13,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
+  libxxhash-dev    # checkpoint checksums (moe/io/checksum.h)
   python3 iproute2
   python3.11-doc   # default corpus: the Python docs' reStructuredText sources
   dpkg-dev         # apt-get source (data/sentencepiece/build_sentencepiece.sh)

@@ -21,17 +21,18 @@ const Command kCommands[] = {
     {"forward", sb::ForwardCommand, "one forward pass of HF-named weights; writes logits, losses, router stats"},
 };
 
-void PrintUsage() {
-  std::fprintf(stderr, "Usage: switchboard <command> [flags]\n\nCommands:\n");
-  for (const Command& c : kCommands) std::fprintf(stderr, "  %-14s %s\n", c.name, c.help);
-  std::fprintf(stderr, "\n'switchboard <command> --help' lists a command's flags.\n");
+// To stdout when asked for (--help), to stderr after a usage error.
+void PrintUsage(std::FILE* out) {
+  std::fprintf(out, "Usage: switchboard <command> [flags]\n\nCommands:\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-14s %s\n", c.name, c.help);
+  std::fprintf(out, "\n'switchboard <command> --help' lists a command's flags.\n");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
-    PrintUsage();
+    PrintUsage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
@@ -39,6 +40,6 @@ int main(int argc, char** argv) {
     if (name == c.name) return c.run(sb::Args(argv + 2, argv + argc));
   }
   std::fprintf(stderr, "switchboard: unknown command '%s'\n\n", name.c_str());
-  PrintUsage();
+  PrintUsage(stderr);
   return 2;
 }

@@ -1,5 +1,8 @@
 #include "launch/metrics_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -39,19 +42,36 @@ std::string JsonRecord::ToString() const {
 }
 
 MetricsLog::~MetricsLog() {
-  if (file_) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 absl::Status MetricsLog::Open(const std::string& path, bool append) {
-  file_ = std::fopen(path.c_str(), append ? "a" : "w");
-  if (!file_) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
+               0644);
+  if (fd_ < 0) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  path_ = path;
   return absl::OkStatus();
 }
 
-void MetricsLog::Write(const JsonRecord& record) {
-  if (!file_) return;
-  std::fprintf(file_, "%s\n", record.ToString().c_str());
-  std::fflush(file_);
+absl::Status MetricsLog::Write(const JsonRecord& record) {
+  if (fd_ < 0) return absl::OkStatus();
+  const std::string line = record.ToString() + "\n";
+  const off_t end = ::lseek(fd_, 0, SEEK_END);
+  ssize_t written;
+  do {
+    written = ::write(fd_, line.data(), line.size());
+  } while (written < 0 && errno == EINTR);
+  if (written == static_cast<ssize_t>(line.size())) return absl::OkStatus();
+  const int err = written < 0 ? errno : ENOSPC;  // a short write: the device is full
+  if (end >= 0) {
+    const int unused = ::ftruncate(fd_, end);  // best effort: drop the partial line
+    (void)unused;
+  }
+  return absl::ResourceExhaustedError(absl::StrCat(
+      path_, ": cannot write a metrics record (", std::strerror(err), ")"));
 }
 
 absl::Status TrimMetricsLog(const std::string& path, int64_t max_step) {

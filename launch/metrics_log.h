@@ -2,7 +2,6 @@
 // and the live progress line on stdout.
 #pragma once
 
-#include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
@@ -28,10 +27,15 @@ class MetricsLog {
   ~MetricsLog();
   // Appends to run_dir/metrics.jsonl (truncates unless append).
   absl::Status Open(const std::string& path, bool append);
-  void Write(const JsonRecord& record);
+  // Appends one line with a single checked write(2). On failure (a full disk:
+  // ENOSPC, EIO, a short write) the file is cut back to its previous end, so
+  // no partial line stays, and the error names the file. A closed log
+  // (never opened) writes nothing.
+  absl::Status Write(const JsonRecord& record);
 
  private:
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
+  std::string path_;
 };
 
 // Drops the records of `path` whose "step" is above max_step (and lines

@@ -89,4 +89,18 @@ double TrainFlopsPerToken(const ModelOptions& o, int seq_len) {
   return 6.0 * active + 12.0 * o.num_layers * d * seq_len;
 }
 
+double ActiveParametersPerToken(const ModelOptions& o) {
+  const double d = static_cast<double>(o.d_model);
+  const double hd = d / o.num_heads;
+  const double attn = d * hd * (2.0 * o.num_heads + 2.0 * o.num_kv_heads);
+  double n = d * static_cast<double>(o.vocab_size) * (o.tie_embeddings ? 1 : 2) + d;  // + final norm
+  for (bool is_moe : o.moe_layers) {
+    n += attn + 2 * d;  // attention and the block's two norms
+    n += is_moe ? o.router.top_k * 3.0 * d * static_cast<double>(o.expert_ffn_dim) +
+                      d * o.router.num_experts
+                : 3.0 * d * static_cast<double>(o.ffn_dim);
+  }
+  return n;
+}
+
 }  // namespace sb

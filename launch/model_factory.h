@@ -30,4 +30,10 @@ absl::Status ReadTokenBatch(const std::string& path, const std::string& name, Te
 // not applied, as Megatron and PaLM report).
 double TrainFlopsPerToken(const ModelOptions& options, int seq_len);
 
+// Parameters that one token's forward pass touches (Mixtral's "active
+// parameters"): every non-expert parameter, embedding and LM head included,
+// and top_k experts in each MoE block. Never more than the total (equal when
+// top_k = num_experts) and independent of seq_len.
+double ActiveParametersPerToken(const ModelOptions& options);
+
 }  // namespace sb

@@ -40,9 +40,11 @@ const std::vector<FlagSpec>& PrepareDataFlags() {
   return kFlags;
 }
 
+// --help (no error) prints to stdout and succeeds; a usage error goes to stderr.
 int Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "prepare-data: %s\n\n", error.c_str());
-  std::fprintf(stderr, "%s", FlagsUsage("prepare-data", PrepareDataFlags()).c_str());
+  std::fprintf(error.empty() ? stdout : stderr, "%s",
+               FlagsUsage("prepare-data", PrepareDataFlags()).c_str());
   return error.empty() ? 0 : 2;
 }
 

@@ -3,7 +3,9 @@
 // parameters, optimizer state and checkpoint files; a resume with another
 // grad_accum continues the data cursor; a failed resume changes no file;
 // non-finite steps are skipped, logged and stop the run after
-// checkpoint.max_nonfinite_steps in a row (the streak survives a resume).
+// checkpoint.max_nonfinite_steps in a row, and no checkpoint is saved during
+// such a streak; a start or resume whose first step fails writes nothing; a
+// corrupt `latest` names the newest checkpoint that verifies.
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,10 +13,8 @@
 #include "data/batch_source.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "launch/trainer.h"
-#include "moe/io/model_weights.h"
+#include "launch/trainer_testing.h"
 #include "nlohmann/json.hpp"
-#include "tests/testing/files.h"
 
 namespace sb {
 namespace {
@@ -22,56 +22,22 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class Resume : public ::testing::Test {
+class Resume : public testing::TrainerTest {
  protected:
-  void SetUp() override {
-    // A small made-up corpus (byte level): deterministic, no downloads.
-    std::string text;
-    for (int i = 0; i < 600; ++i)
-      text += "The quick brown fox " + std::to_string(i * 7 % 13) + " jumps over the lazy dog.\n";
-    testing::WriteBytes(dir_.Path("corpus.txt"), text);
-    auto config = ParseConfigText(
-        "model { vocab_size: 257 d_model: 16 num_layers: 2 num_heads: 2 num_kv_heads: 1 "
-        "ffn_dim: 32 expert_ffn_dim: 16 max_seq_len: 32 }\n"
-        "moe { num_experts: 4 top_k: 2 router_jitter_eps: 0.05 }\n"
-        "train { steps: 8 micro_batch_size: 2 seq_len: 16 grad_accum_steps: 2 log_every: 1 "
-        "seed: 7 }\n"
-        "optimizer { lr: 1e-2 }\nschedule { warmup_steps: 2 }\n"
-        "checkpoint { every_steps: 4 keep_last: 0 }\n",
-        "test");
-    ASSERT_TRUE(config.ok()) << config.status();
-    config_ = *config;
-    config_.mutable_data()->set_train_path(dir_.Path("corpus.txt"));
-  }
-
   struct Outcome {
     std::map<int64_t, StepMetrics> steps;
     std::string weights, state;  // bytes of every parameter / optimizer state tensor
   };
 
-  std::unique_ptr<Trainer> Make(const std::string& run, const TrainConfig& config) {
-    auto t = Trainer::Create(config, run.empty() ? "" : dir_.Path(run));
-    EXPECT_TRUE(t.ok()) << t.status();
-    return t.ok() ? *std::move(t) : nullptr;
-  }
-
   // Runs `t` to the end, recording every step.
   static absl::Status RunAll(Trainer& t, Outcome* out) {
     t.set_step_observer([out](int64_t step, const StepMetrics& m) { out->steps[step] = m; });
     absl::Status s = t.Run();
-    for (const auto& [name, tensor] : NamedModelWeights(t.model()))
-      out->weights.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
+    out->weights = WeightBytes(t);
     for (const auto& [name, tensor] : t.optimizer().State())
       out->state.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
     return s;
   }
-
-  std::string Ckpt(const std::string& run, int64_t step) {
-    return CheckpointsDir(dir_.Path(run)) + "/step_" + std::to_string(step);
-  }
-
-  testing::TempDir dir_;
-  TrainConfig config_;
 };
 
 TEST_F(Resume, KStepsSaveResumeKStepsIsBitwiseIdenticalToTwoK) {
@@ -144,12 +110,7 @@ TEST_F(Resume, AnotherGradAccumContinuesTheDataCursor) {
   EXPECT_EQ(state->layout().grad_accum_steps(), 1);
 }
 
-std::map<std::string, std::string> Snapshot(const std::string& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_regular_file()) files[e.path().string()] = testing::ReadBytes(e.path().string());
-  return files;
-}
+using testing::Snapshot;
 
 TEST_F(Resume, FailedResumeOrFreshStartChangesNoFile) {
   auto a = Make("a", config_);
@@ -164,6 +125,54 @@ TEST_F(Resume, FailedResumeOrFreshStartChangesNoFile) {
   auto c = Make("a", config_);
   EXPECT_THAT(c->Run().message(), HasSubstr("pass --resume"));
   EXPECT_EQ(Snapshot(dir_.Path("a")), before);
+}
+
+// Training data whose every window holds a token outside the vocab: the
+// first step fails.
+TEST_F(Resume, AStartWhoseFirstStepFailsWritesNothing) {
+  TrainConfig bad = config_;
+  bad.mutable_data()->set_train_path(WriteTokenShards("bad", 4000, 0x5eed, 0, 4000));
+  // A resume: config.textproto is not rewritten, metrics.jsonl not trimmed.
+  auto a = Make("a", config_);
+  ASSERT_TRUE(a->Run().ok());
+  const auto before = Snapshot(dir_.Path("a"));
+  auto b = Make("a", bad);
+  ASSERT_TRUE(b->ResumeFrom(Ckpt("a", 4)).ok());
+  const absl::Status s = b->Run();
+  EXPECT_THAT(s.message(), HasSubstr("step 5: training data (data.train_path)"));
+  EXPECT_THAT(s.message(), HasSubstr("outside the vocab"));
+  EXPECT_TRUE(IsInputError(s)) << "bad data exits 2";
+  EXPECT_EQ(Snapshot(dir_.Path("a")), before);
+  // A fresh start: no run directory appears.
+  auto c = Make("fresh", bad);
+  EXPECT_THAT(c->Run().message(), HasSubstr("step 1: training data"));
+  EXPECT_FALSE(fs::exists(dir_.Path("fresh")));
+}
+
+TEST_F(Resume, CorruptLatestNamesTheNewestGoodCheckpointWhichResumesBitwise) {
+  auto a = Make("a", config_);
+  ASSERT_TRUE(a->Run().ok());
+  const std::string pristine = testing::ReadBytes(Ckpt("a", 8) + "/model-00001-of-00001.safetensors");
+  // A flipped exponent bit near the end of step_8's weights (header intact).
+  const std::string shard = Ckpt("a", 8) + "/model-00001-of-00001.safetensors";
+  std::string bytes = pristine;
+  bytes[bytes.size() - 5] ^= 0x40;
+  testing::WriteBytes(shard, bytes);
+  TrainConfig longer = config_;
+  longer.mutable_train()->set_steps(12);
+  auto b = Make("a", longer);
+  const absl::Status s = b->Resume();
+  EXPECT_THAT(s.message(), HasSubstr(shard + ": tensor '"));
+  EXPECT_THAT(s.message(), HasSubstr("checksum mismatch"));
+  EXPECT_THAT(s.message(), HasSubstr("the newest older checkpoint that verifies is " + Ckpt("a", 4) +
+                                     ": resume from it with --resume_from step_4"));
+  // Resumed from step_4, the run reproduces step_8 bit for bit.
+  auto c = Make("a", config_);
+  auto dir = ResolveResumeFrom(dir_.Path("a"), "step_4");
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  ASSERT_TRUE(c->ResumeFrom(*dir).ok());
+  ASSERT_TRUE(c->Run().ok());
+  EXPECT_TRUE(testing::ReadBytes(shard) == pristine) << "step_8 differs from the first run's";
 }
 
 // NaN in one gradient element at the chosen steps.
@@ -195,25 +204,47 @@ TEST_F(Resume, NonFiniteStepIsSkippedAndLogged) {
   EXPECT_EQ(state->optimizer_step(), 7);
 }
 
-TEST_F(Resume, StopsAfterMaxNonfiniteStepsInARowAndTheStreakSurvivesAResume) {
+TEST_F(Resume, NoCheckpointIsSavedDuringANonFiniteStreak) {
+  // Steps 4 and 5 are skipped: the save after step 4 would hold the weights
+  // that diverged, so there is none; step_8 (after the recovery) is saved.
+  auto t = Make("a", config_);
+  PoisonAt(*t, [](int64_t step) { return step == 3 || step == 4; });
+  ::testing::internal::CaptureStdout();
+  ASSERT_TRUE(t->Run().ok());
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_THAT(out, HasSubstr("checkpoint at step 4 skipped: the last 1 steps (since step 4) had a "
+                             "non-finite loss or gradient norm"));
+  EXPECT_FALSE(fs::exists(Ckpt("a", 4)));
+  auto state = ReadTrainerState(Ckpt("a", 8));
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->nonfinite_streak(), 0);
+  EXPECT_EQ(state->skipped_steps(), 2);
+}
+
+TEST_F(Resume, StopsAfterMaxNonfiniteStepsInARowNamingTheLastCheckpointBeforeThem) {
   TrainConfig config = config_;
   config.mutable_checkpoint()->set_max_nonfinite_steps(3);
   auto t = Make("a", config);
-  PoisonAt(*t, [](int64_t step) { return step >= 3; });
+  PoisonAt(*t, [](int64_t step) { return step >= 5; });
   Outcome out;
   const absl::Status s = RunAll(*t, &out);
-  EXPECT_THAT(s.message(), HasSubstr("stopping at step 6: 3 steps in a row had a non-finite loss"));
+  EXPECT_THAT(s.message(), HasSubstr("stopping at step 8: 3 steps in a row had a non-finite loss"));
   EXPECT_THAT(s.message(), HasSubstr("checkpoint.max_nonfinite_steps = 3"));
-  EXPECT_EQ(out.steps.size(), 6u);
-  // step_4 was saved after the first skipped step; it carries the streak.
+  EXPECT_THAT(s.message(), HasSubstr("resume from " + Ckpt("a", 4) +
+                                     ", the last checkpoint before the non-finite steps began at "
+                                     "step 6 (none is saved during them): train --resume_from step_4"));
+  EXPECT_FALSE(IsInputError(s));
+  EXPECT_EQ(out.steps.size(), 8u);
   auto latest = LatestCheckpoint(dir_.Path("a"));
   ASSERT_TRUE(latest.ok());
   EXPECT_EQ(*latest, Ckpt("a", 4));
-  EXPECT_EQ(ReadTrainerState(*latest)->nonfinite_streak(), 1);
-  auto r = Make("a", config);
-  ASSERT_TRUE(r->Resume().ok());
-  PoisonAt(*r, [](int64_t) { return true; });
-  EXPECT_THAT(r->Run().message(), HasSubstr("stopping at step 6: 3 steps in a row"));
+  EXPECT_EQ(ReadTrainerState(*latest)->nonfinite_streak(), 0);
+  // No checkpoint at all before the streak: the advice says so.
+  auto u = Make("b", config);
+  PoisonAt(*u, [](int64_t step) { return step >= 1; });
+  EXPECT_THAT(u->Run().message(),
+              HasSubstr("start the run again: no checkpoint was saved before the non-finite steps "
+                        "began at step 2"));
 }
 
 TEST_F(Resume, AbsurdLearningRateStopsTheRun) {

@@ -10,7 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data/open_source.h"
+#include "data/shard_format.h"
+#include "moe/io/file_util.h"
 #include "launch/model_factory.h"
+#include "launch/stop_signals.h"
 #include "optim/grad_clip.h"
 #include "optim/schedule.h"
 #include "optim/zero1.h"
@@ -34,15 +37,46 @@ ReplicaGroup ReplicasOf(Communicator& comm) {
 }
 
 constexpr char kAllRanksPayload[] = "switchboard/error-on-all-ranks";
+constexpr char kInputPayload[] = "switchboard/input-error";
+constexpr char kOwnCausePayload[] = "switchboard/own-cause";
 
 absl::Status OnAllRanks(absl::Status status) {
   status.SetPayload(kAllRanksPayload, absl::Cord("1"));
   return status;
 }
+
+absl::Status InputError(absl::Status status) {
+  status.SetPayload(kInputPayload, absl::Cord("1"));
+  return status;
+}
+
+// The AND of `status.ok()` over the world: every rank returns an error
+// marked as on all ranks, its own (also marked IsOwnCauseOnAllRanks: the
+// ranks that hit it print it) or "another rank failed to <what>". One
+// all-reduce.
+absl::Status AgreeOnAllRanks(Communicator& world, absl::Status status, const char* what) {
+  const std::vector<double> failed = AllReduceSum(world, {status.ok() ? 0.0 : 1.0});
+  if (failed[0] == 0) return absl::OkStatus();
+  if (status.ok()) {
+    status = absl::AbortedError(absl::StrCat("another rank failed to ", what, " (see its error)"));
+  } else {
+    status.SetPayload(kOwnCausePayload, absl::Cord("1"));
+  }
+  return OnAllRanks(std::move(status));
+}
+
 }  // namespace
 
 bool IsErrorOnAllRanks(const absl::Status& status) {
   return status.GetPayload(kAllRanksPayload).has_value();
+}
+
+bool IsInputError(const absl::Status& status) {
+  return status.GetPayload(kInputPayload).has_value();
+}
+
+bool IsOwnCauseOnAllRanks(const absl::Status& status) {
+  return status.GetPayload(kOwnCausePayload).has_value();
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
@@ -94,8 +128,26 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
           config.model().vocab_size(), source->vocab_size(), source->Describe()));
     }
   }
+  if (absl::Status s = CheckDataFitsRun(config, *t->train_data_, t->val_data_.get()); !s.ok()) {
+    return s;
+  }
   t->model_options_ = ModelOptionsFromConfig(config);
   ProcessGrid& grid = *t->grid_;
+  // Before any allocation: a run that cannot fit is refused with the estimate.
+  MemoryPlacement placement;
+  placement.param_dtype = placement.activation_dtype = context.dtype;
+  t->memory_estimate_ = EstimateTrainingMemory(config, grid.world_size(), placement);
+  if (context.check_host_memory) {
+    std::string source;
+    absl::StatusOr<double> available = HostMemoryAvailable(&source);
+    if (available.ok()) {
+      if (absl::Status s = CheckHostMemory(t->memory_estimate_, context.ranks_on_host, *available,
+                                           source);
+          !s.ok()) {
+        return s;
+      }
+    }
+  }
   if (grid.ep_size() > 1) {
     t->dispatcher_ = std::make_unique<AllToAllDispatcher>(grid.dispatch_group(),
                                                           t->model_options_.router.num_experts);
@@ -134,27 +186,78 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     Communicator* world = &grid.world();
     topo.all_ok = [world](bool ok) { return AllReduceSum(*world, {ok ? 0.0 : 1.0})[0] == 0.0; };
   }
-  if (!run_dir.empty() && t->chief()) {
-    std::error_code ec;
-    std::filesystem::create_directories(run_dir, ec);
-    if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create run_dir ", run_dir, ": ", ec.message()));
-  }
   return t;
 }
 
-// Written by Run, not Create: a resume that fails must leave the run
-// directory's files as they were. Only rank 0 writes them.
-absl::Status Trainer::OpenRunFiles() {
-  if (run_dir_.empty()) return absl::OkStatus();
-  if (!resumed_ && HasCheckpoint(run_dir_)) {
+absl::Status CheckDataFitsRun(const TrainConfig& config, const BatchSource& train,
+                              const BatchSource* val) {
+  const int seq_len = config.train().seq_len();
+  if (absl::Status s = train.CheckSeqLen(seq_len); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config.data().train_mixture_size() ? "data.train_mixture: " : "data.train_path: ",
+        s.message()));
+  }
+  if (val == nullptr) return absl::OkStatus();
+  if (absl::Status s = val->CheckSeqLen(seq_len); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("data.val_path: ", s.message()));
+  }
+  if (val->tokenizer_hash() != train.tokenizer_hash()) {
+    auto origin = [](const BatchSource& source) {
+      return source.tokenizer_hash() == 0
+                 ? std::string("byte-level text, no tokenizer")
+                 : absl::StrCat("tokenizer ", HashHex(source.tokenizer_hash()));
+    };
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data.val_path holds tokens of another tokenizer than the training data (", origin(*val),
+        " vs ", origin(train), "): its loss would not be comparable; prepare both with the same "
+        "tokenizer.model"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFreshRunDir(const std::string& run_dir, bool overwrite) {
+  if (run_dir.empty()) return absl::OkStatus();
+  if (HasCheckpoint(run_dir)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        CheckpointsDir(run_dir_), "/latest exists: pass --resume to continue that run, or choose "
+        CheckpointsDir(run_dir), "/latest exists: pass --resume to continue that run, or choose "
         "another --run_dir"));
   }
-  if (!chief()) return absl::OkStatus();
-  std::ofstream out(run_dir_ + "/config.textproto");
-  out << ResolvedConfigText(config_);
-  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", run_dir_, "/config.textproto"));
+  std::error_code ec;
+  const std::string metrics = run_dir + "/metrics.jsonl";
+  if (!overwrite && std::filesystem::exists(metrics, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        metrics, " exists (an earlier run in this directory): pass --overwrite to start afresh "
+        "and replace it, or choose another --run_dir"));
+  }
+  return absl::OkStatus();
+}
+
+// Checked by every rank before the first step; nothing is written.
+absl::Status Trainer::CheckRunDir() const {
+  if (resumed_) return absl::OkStatus();
+  absl::Status s = CheckFreshRunDir(run_dir_, overwrite_run_files_);
+  return s.ok() ? s : OnAllRanks(InputError(s));
+}
+
+// Written once the first step succeeded: a start or resume that fails must
+// leave the run directory's files as they were. Only rank 0 writes them.
+absl::Status Trainer::OpenRunFiles() {
+  run_files_open_ = true;
+  if (run_dir_.empty() || !chief()) return absl::OkStatus();
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir_, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create run_dir ", run_dir_, ": ", ec.message()));
+  }
+  const std::string text = ResolvedConfigText(config_);
+  if (absl::Status s = ReplaceFileAtomically(run_dir_ + "/config.textproto",
+                                             [&](int fd, const std::string& tmp) {
+                                               return WriteAll(fd, text.data(), text.size(), tmp);
+                                             });
+      !s.ok()) {
+    return s;
+  }
   const std::string metrics = run_dir_ + "/metrics.jsonl";
   if (resumed_) {
     if (absl::Status s = TrimMetricsLog(metrics, start_step_); !s.ok()) return s;
@@ -171,16 +274,32 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   if (dispatcher_) dispatcher_->ResetStats();
   StepMetrics m;
   model_->ZeroGrad();
-  for (int a = 0; a < accum; ++a) {
+  // Every micro-batch is read before the first forward pass and the ranks
+  // agree, so that bad data on one rank stops all of them at this step
+  // instead of leaving the others waiting in the dispatch.
+  step_batches_.resize(static_cast<size_t>(accum));
+  absl::Status read;
+  for (int a = 0; a < accum && read.ok(); ++a) {
     // Global micro-batch j reads the same samples whatever the layout.
     const int64_t j = int64_t{a} * world + rank;
-    if (absl::Status s = train_data_->Read(FirstMicroBatch(step) + j, train.micro_batch_size(),
-                                           train.seq_len(), &batch_);
-        !s.ok()) {
-      return s;
+    read = train_data_->Read(FirstMicroBatch(step) + j, train.micro_batch_size(), train.seq_len(),
+                             &step_batches_[static_cast<size_t>(a)]);
+    if (!read.ok()) {
+      read = absl::Status(read.code(), absl::StrCat("step ", step + 1, ": training data (",
+                                                    config_.data().train_mixture_size()
+                                                        ? "data.train_mixture"
+                                                        : "data.train_path",
+                                                    "): ", read.message()));
     }
+  }
+  if (absl::Status s = AgreeOnAllRanks(grid_->world(), read, "read its training data"); !s.ok()) {
+    return InputError(s);
+  }
+  for (int a = 0; a < accum; ++a) {
+    const int64_t j = int64_t{a} * world + rank;
+    const Batch& batch = step_batches_[static_cast<size_t>(a)];
     StepContext ctx{true, train.seed(), step, j};
-    const ForwardResult r = model_->Forward(batch_.inputs, batch_.targets, ctx);
+    const ForwardResult r = model_->Forward(batch.inputs, batch.targets, ctx);
     if (a == accum - 1 && config_.parallel().overlap_grad_sync()) grad_sync_->BeginOverlap();
     // The step's loss is the mean over all world * accum micro-batches.
     model_->Backward(1.0 / micro_batches);
@@ -240,6 +359,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
 }
 
 absl::Status Trainer::HandleSkippedStep(int64_t step, const StepMetrics& m) {
+  if (nonfinite_streak_ == 0) streak_start_step_ = step;
   ++nonfinite_streak_;
   ++skipped_steps_;
   const int limit = config_.checkpoint().max_nonfinite_steps();
@@ -252,15 +372,15 @@ absl::Status Trainer::HandleSkippedStep(int64_t step, const StepMetrics& m) {
     JsonRecord rec;
     rec.Add("step", step + 1).Add("loss", m.loss).Add("grad_norm", m.grad_norm).Add("lr", m.lr);
     rec.Add("skipped", int64_t{1});
-    metrics_.Write(rec);
+    NoteWrite(metrics_.Write(rec));
   }
   if (nonfinite_streak_ < limit) return absl::OkStatus();
   // Every rank sees the same reduced loss and norm, so every rank stops here.
   return OnAllRanks(absl::InternalError(absl::StrFormat(
       "stopping at step %d: %d steps in a row had a non-finite loss or gradient norm "
       "(checkpoint.max_nonfinite_steps = %d); lower optimizer.lr, lengthen "
-      "schedule.warmup_steps or check the data, then resume from the last checkpoint",
-      step + 1, nonfinite_streak_, limit)));
+      "schedule.warmup_steps or check the data, then %s",
+      step + 1, nonfinite_streak_, limit, DivergenceAdvice())));
 }
 
 absl::StatusOr<double> Trainer::Evaluate() {
@@ -271,15 +391,26 @@ absl::StatusOr<double> Trainer::Evaluate() {
   // forward passes (expert parallelism needs all EP ranks in each one); a
   // rank past the last batch runs one that is not counted.
   const int passes = (train.eval_batches() + world - 1) / world;
+  // All batches are read first and the ranks agree (see TrainStep).
+  eval_batches_.resize(static_cast<size_t>(passes));
+  absl::Status read;
+  for (int n = 0; n < passes && read.ok(); ++n) {
+    read = val_data_->Read(n * world + rank, train.micro_batch_size(), train.seq_len(),
+                           &eval_batches_[static_cast<size_t>(n)]);
+    if (!read.ok()) {
+      read = absl::Status(read.code(), absl::StrCat("evaluation: validation data (data.val_path): ",
+                                                    read.message()));
+    }
+  }
+  if (absl::Status s = AgreeOnAllRanks(grid_->world(), read, "read its validation data"); !s.ok()) {
+    return InputError(s);
+  }
   double sum = 0, tokens = 0;
   for (int n = 0; n < passes; ++n) {
     const int i = n * world + rank;
-    if (absl::Status s = val_data_->Read(i, train.micro_batch_size(), train.seq_len(), &batch_);
-        !s.ok()) {
-      return s;
-    }
+    const Batch& batch = eval_batches_[static_cast<size_t>(n)];
     StepContext ctx{false, train.seed(), 0, i};
-    const ForwardResult r = model_->Forward(batch_.inputs, batch_.targets, ctx);
+    const ForwardResult r = model_->Forward(batch.inputs, batch.targets, ctx);
     if (i < train.eval_batches()) {
       sum += r.loss * r.tokens;
       tokens += static_cast<double>(r.tokens);
@@ -318,6 +449,15 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
       step + 1, steps, m.loss, m.aux_loss, m.z_loss, m.lr, m.grad_norm, tokens_per_s,
       tokens_per_s * flops_per_token_ / 1e9, 100.0 * m.dropped_fraction, FormatDuration(eta));
   if (std::isfinite(val_loss)) absl::StrAppend(&line, absl::StrFormat(" | val %.4f", val_loss));
+  // logging.expert_counts: routed choices per expert of each MoE block (the
+  // step's last micro-batch, summed over ranks), one line per block.
+  size_t moe = 0;
+  for (size_t layer = 0; layer < model_options_.moe_layers.size(); ++layer) {
+    if (!model_options_.moe_layers[layer] || moe >= expert_counts.size()) continue;
+    absl::StrAppend(&line, absl::StrFormat("\n  experts of layer %d (moe%d):", layer, moe));
+    for (int64_t c : expert_counts[moe]) absl::StrAppend(&line, " ", c);
+    ++moe;
+  }
   std::printf("%s\n", line.c_str());
   std::fflush(stdout);
   JsonRecord rec;
@@ -333,18 +473,21 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
   for (size_t i = 0; i < expert_counts.size(); ++i) {
     rec.Add(absl::StrCat("tokens_per_expert_moe", i), expert_counts[i]);
   }
-  metrics_.Write(rec);
+  NoteWrite(metrics_.Write(rec));
 }
 
 absl::Status Trainer::Run() {
   const auto& train = config_.train();
-  if (absl::Status s = OpenRunFiles(); !s.ok()) return s;
+  if (absl::Status s = CheckRunDir(); !s.ok()) return s;
+  // From here on a stop signal ends the run after the current step, saved.
+  StopSignals stop_signals(/*announce=*/chief());
   const double unigram = train_data_->UnigramEntropy();
   if (chief()) {
     std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
-                model_->NumParameters() / 1e6, flops_per_token_ / 6e6,
+                model_->NumParameters() / 1e6, ActiveParametersPerToken(model_options_) / 1e6,
                 static_cast<int>(model_->MoeLayers().size()), model_options_.num_layers,
                 model_options_.router.num_experts, model_options_.router.top_k);
+    std::printf("memory: about %s (estimate)\n", memory_estimate_.Describe().c_str());
     std::printf("data:  %s\n", train_data_->Describe().c_str());
     if (std::isfinite(unigram)) {
       std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",
@@ -367,7 +510,8 @@ absl::Status Trainer::Run() {
   int64_t interval_tokens = 0;
   for (int64_t step = start_step_; step < train.steps(); ++step) {
     auto m = TrainStep(step);
-    if (!m.ok()) return m.status();
+    if (!m.ok()) return SaveBeforeExit(step, m.status());
+    if (!run_files_open_) NoteWrite(OpenRunFiles());
     interval_tokens += m->tokens;
     tokens_seen_ += m->tokens;
     if (step_observer_) step_observer_(step, *m);
@@ -395,7 +539,7 @@ absl::Status Trainer::Run() {
     double val_loss = NAN;
     if (eval) {
       auto v = Evaluate();
-      if (!v.ok()) return v.status();
+      if (!v.ok()) return SaveBeforeExit(step + 1, v.status());
       val_loss = *v;
     }
     if ((log && interval_steps_ > 0) || eval) {
@@ -425,7 +569,25 @@ absl::Status Trainer::Run() {
     }
     const int every = config_.checkpoint().every_steps();
     if (!run_dir_.empty() && (last || (every > 0 && (step + 1) % every == 0))) {
-      if (absl::Status s = WriteCheckpoint(step + 1); !s.ok()) return s;
+      const std::string blocker = SaveBlocker();
+      if (blocker.empty()) {
+        if (absl::Status s = WriteCheckpoint(step + 1); !s.ok()) return s;
+      } else if (chief()) {
+        std::printf("checkpoint at step %d skipped: %s\n", static_cast<int>(step + 1),
+                    blocker.c_str());
+        std::fflush(stdout);
+      }
+    }
+    const StopPoll poll = PollStop();  // collective: every rank decides alike
+    if (poll.write_failed) {
+      return SaveBeforeExit(
+          step + 1, OnAllRanks(chief() ? run_files_error_
+                                       : absl::InternalError("rank 0 failed to write the run "
+                                                             "directory (see its error)")));
+    }
+    if (poll.signal && !last) {
+      stopped_by_signal_ = StopSignals::received() != 0 ? StopSignals::received() : -1;
+      return SaveBeforeExit(step + 1, absl::OkStatus());
     }
   }
   if (chief()) {

@@ -17,6 +17,7 @@
 #include "configs/config.h"
 #include "data/batch_source.h"
 #include "launch/checkpoint.h"
+#include "launch/memory_estimate.h"
 #include "launch/metrics_log.h"
 #include "moe/model.h"
 #include "optim/optimizer.h"
@@ -33,6 +34,10 @@ struct TrainerContext {
   ProcessGrid* grid = nullptr;
   // Parameter and activation dtype: f32, or f64 for exact layout tests.
   DType dtype = DType::kF32;
+  // Ranks of the job on this host: they share its memory (the memory check).
+  int ranks_on_host = 1;
+  // Refuse a run whose memory estimate exceeds the host's available memory.
+  bool check_host_memory = true;
 };
 
 // Wall time of one optimizer step by phase (this rank; seconds).
@@ -60,19 +65,48 @@ struct StepMetrics {
 // (too many non-finite steps: loss and norm are reduced over all ranks): the caller
 // may report it once and exit normally instead of aborting the job.
 bool IsErrorOnAllRanks(const absl::Status& status);
+// True for an error caused by the run's input (data that cannot be read,
+// a run directory in use): exit code 2 rather than 1 (docs/cli.md).
+bool IsInputError(const absl::Status& status);
+// True for an error on all ranks (IsErrorOnAllRanks) that this rank hit
+// itself (its data, say), as opposed to "another rank failed" or an error
+// every rank computed alike: each rank holding one prints it.
+bool IsOwnCauseOnAllRanks(const absl::Status& status);
+
+// Whether a fresh (not resumed) run may write into run_dir: not when it holds
+// checkpoints/latest (a fresh run would prune that run's checkpoints), nor
+// when it holds metrics.jsonl unless `overwrite`. FailedPrecondition naming
+// the file and the way out otherwise. Writes nothing.
+absl::Status CheckFreshRunDir(const std::string& run_dir, bool overwrite);
+
+// The data checks of Trainer::Create: every source holds at least one
+// sample of train.seq_len + 1 tokens, and validation tokens come from the
+// training data's tokenizer. Errors name the config field.
+absl::Status CheckDataFitsRun(const TrainConfig& config, const BatchSource& train,
+                              const BatchSource* val);
 
 class Trainer {
  public:
-  // Validates the config (against the grid's world size), opens the data,
-  // builds and initialises this rank's model shard. run_dir may be empty
-  // (no files written: tests). Makes no collective call, so a rank that
-  // fails here can report it (Runtime::AllOk) without hanging the others.
+  // Validates the config (against the grid's world size), opens the data and
+  // checks it (every source holds a sample of seq_len + 1 tokens; training
+  // and validation data come from one tokenizer), estimates the memory the
+  // run needs and refuses it when the host has less, then builds and
+  // initialises this rank's model shard. Writes nothing. run_dir may be
+  // empty (no files written: tests). Makes no collective call, so a rank
+  // that fails here can report it (Runtime::AllOk) without hanging the others.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainConfig& config,
                                                          const std::string& run_dir,
                                                          const TrainerContext& context = {});
   // Trains up to config.train.steps steps (from the resumed step), logging,
   // evaluating and saving checkpoints as configured. Refuses to start a
-  // fresh run in a run_dir that already has checkpoints.
+  // fresh run in a run_dir that already has checkpoints, or metrics.jsonl
+  // unless set_overwrite_run_files. config.textproto and metrics.jsonl are
+  // written once the first step succeeded (a start that fails changes
+  // nothing). While it runs, SIGTERM / SIGINT / SIGUSR1 stop it after the
+  // current step with a checkpoint (launch/stop_signals.h): it then returns
+  // OK with stopped_by_signal() set. Failures after the first step (data or
+  // evaluation errors, metrics.jsonl writes) save a checkpoint first when
+  // every rank can (docs/checkpoints.md, "Stopping early").
   absl::Status Run();
   // One optimizer step (0-based). Collective: every rank calls it. A
   // non-finite loss or gradient norm is not an error: the step is skipped
@@ -87,6 +121,14 @@ class Trainer {
   // The data cursor: global index of the first micro-batch of `step`.
   int64_t FirstMicroBatch(int64_t step) const;
   int64_t start_step() const { return start_step_; }
+  // Let a fresh Run replace a previous run's metrics.jsonl and config.textproto
+  // (train --overwrite); checkpoints are still refused.
+  void set_overwrite_run_files(bool overwrite) { overwrite_run_files_ = overwrite; }
+  // After Run returned OK: the signal that stopped it early (SIGTERM, ...;
+  // -1 when only another rank received one), or 0 when it ran to the end.
+  int stopped_by_signal() const { return stopped_by_signal_; }
+  // What Create estimated this rank needs (launch/memory_estimate.h).
+  const MemoryEstimate& memory_estimate() const { return memory_estimate_; }
 
   // Test seams: called after the gradient sync, before the gradient norm
   // (fault injection), and after every step.
@@ -112,10 +154,29 @@ class Trainer {
   Trainer() = default;
   // Rank 0 prints and writes run-dir files; every other rank stays silent.
   bool chief() const { return grid_->rank() == 0; }
+  // Refuses a run directory that this run must not write to (no writes).
+  absl::Status CheckRunDir() const;
   // config.textproto and metrics.jsonl (trimmed to start_step_ on resume).
   absl::Status OpenRunFiles();
+  // Collective, at the end of every step: whether any rank received a stop
+  // signal or failed to write a run-dir file (rank 0's run_files_error_).
+  struct StopPoll {
+    bool signal = false, write_failed = false;
+  };
+  StopPoll PollStop();
+  // Saves checkpoint step_<steps_done> on the way out of a failed or stopped
+  // run, unless nothing changed since the last one or a non-finite streak is
+  // on; returns `status` with what happened appended. Collective.
+  absl::Status SaveBeforeExit(int64_t steps_done, absl::Status status);
+  // Why the periodic save after `steps_done` steps is skipped ("" = save).
+  std::string SaveBlocker() const;
+  // The checkpoint to go back to after a divergence, as advice text.
+  std::string DivergenceAdvice() const;
   // Logs a skipped step; an error once max_nonfinite_steps are in a row.
   absl::Status HandleSkippedStep(int64_t step, const StepMetrics& m);
+  // Rank 0: remembers the first failed run-dir write (metrics.jsonl,
+  // config.textproto); PollStop tells every rank.
+  void NoteWrite(const absl::Status& status);
   switchboard::TrainerState CaptureState(int64_t step) const;
   // Per MoE layer, routed choices per expert of the last micro-batch summed
   // over the world (collective; empty unless logging.expert_counts).
@@ -136,7 +197,7 @@ class Trainer {
   std::unique_ptr<GradSync> grad_sync_;
   std::unique_ptr<Optimizer> optimizer_;
   std::unique_ptr<BatchSource> train_data_, val_data_;
-  Batch batch_;
+  std::vector<Batch> step_batches_;  // TrainStep reads its micro-batches first
   MetricsLog metrics_;
   double flops_per_token_ = 0;
   // Sums since the last log line.
@@ -150,6 +211,14 @@ class Trainer {
   int64_t tokens_seen_ = 0;
   int nonfinite_streak_ = 0;
   int64_t skipped_steps_ = 0;
+  int64_t streak_start_step_ = -1;      // first step of the current non-finite streak
+  int64_t last_checkpoint_step_ = -1;   // of the newest checkpoint saved or resumed from
+  bool overwrite_run_files_ = false;
+  bool run_files_open_ = false;
+  absl::Status run_files_error_;        // rank 0: first failed run-dir write
+  int stopped_by_signal_ = 0;
+  MemoryEstimate memory_estimate_;
+  std::vector<Batch> eval_batches_;     // Evaluate reads all its batches first
   CheckpointTopology topology_;
   std::function<void(int64_t, Model&)> gradient_hook_;
   std::function<void(int64_t, const StepMetrics&)> step_observer_;

@@ -42,12 +42,28 @@ if abs(ours - ref) > 1e-10 * abs(ref):
     sys.exit(f"FAIL: forward loss {ours} vs golden {ref}")
 PY
 
+# --help of every command: usage on stdout, exit 0, nothing on stderr.
+for cmd in "" train prepare-data forward; do
+  # shellcheck disable=SC2086
+  "$bin" $cmd --help >"$tmp/out" 2>"$tmp/err"
+  got=$?
+  if [ "$got" -ne 0 ] || ! grep -q "Usage: switchboard" "$tmp/out" || [ -s "$tmp/err" ]; then
+    echo "FAIL: 'switchboard $cmd --help' exited $got, stdout/stderr:"; cat "$tmp/out" "$tmp/err"
+    failures=$((failures + 1))
+  fi
+done
+
 expect_fail 2 "unknown command" "$bin" no-such-command
 expect_fail 2 "missing required flag --config" "$bin" train
 expect_fail 2 "unknown flag --colour" "$bin" train --config x --colour red
 expect_fail 2 "nope.textproto" "$bin" train --config "$tmp/nope.textproto"
 expect_fail 2 "moe.top_k" "$bin" train --config "$src/configs/tiny.textproto" --set moe.top_k=9
 expect_fail 2 "moe.bogus" "$bin" train --config "$src/configs/tiny.textproto" --set moe.bogus=1
+[ "$(grep -o -- "--set moe.bogus=1" "$tmp/err" | wc -l)" -eq 1 ] || {
+  echo "FAIL: the --set error repeats its prefix:"; cat "$tmp/err"; failures=$((failures + 1)); }
+# A config "file" without end (was std::bad_alloc).
+expect_fail 2 "config file /dev/zero is larger than" "$bin" train --config /dev/zero
+expect_fail 2 "--run_dir is empty" "$bin" train --config "$src/configs/tiny.textproto" --run_dir ""
 expect_fail 2 "train.steps" "$bin" train --config "$src/configs/tiny.textproto" --set train.steps=abc
 printf 'model { d_model: 64 }\nmoe { top_k: 0 }\n' >"$tmp/bad.textproto"
 expect_fail 2 "moe.top_k" "$bin" train --config "$tmp/bad.textproto" --run_dir "$tmp/run"
@@ -73,6 +89,25 @@ tiny=(--config "$src/configs/tiny.textproto" --set model.vocab_size=257 --set mo
       --set train.steps=4 --set train.log_every=1 --set data.train_path="$corpus"
       --set data.val_path= --set checkpoint.every_steps=2 --set checkpoint.keep_last=0)
 "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_a" >/dev/null || { echo "FAIL: train with checkpoints"; failures=$((failures + 1)); }
+# Sizes within every field's limit that cannot fit: refused with the estimate
+# before allocating (was a FATAL out-of-memory abort, exit 134).
+expect_fail 2 "this run needs about" "$bin" train "${tiny[@]}" --set model.d_model=1048576 --run_dir "$tmp/huge"
+[ -e "$tmp/huge" ] && { echo "FAIL: a refused run created its run dir"; failures=$((failures + 1)); }
+"$bin" train "${tiny[@]}" --set logging.expert_counts=true --set checkpoint.every_steps=0 \
+  --run_dir "$tmp/counts" >"$tmp/out" || { echo "FAIL: train with expert counts"; failures=$((failures + 1)); }
+# logging.expert_counts prints each MoE block's counts (4 steps x 2 blocks).
+[ "$(grep -c "^  experts of layer [01] (moe[01]):\( [0-9]*\)\{4\}$" "$tmp/out")" -eq 8 ] || {
+  echo "FAIL: no per-layer expert counts:"; cat "$tmp/out"; failures=$((failures + 1)); }
+# Active parameters never exceed the total and do not depend on seq_len.
+active_of() { sed -n 's/^model: \([0-9.]*\)M parameters (\([0-9.]*\)M active.*/\1 \2/p' "$tmp/out"; }
+read -r total active <<<"$(active_of)"
+"$bin" train "${tiny[@]}" --set moe.top_k=4 --set train.seq_len=32 --set train.steps=1 \
+  --set checkpoint.every_steps=0 --run_dir "$tmp/all_experts" >"$tmp/out"
+read -r total4 active4 <<<"$(active_of)"
+python3 -c "import sys; t,a,t4,a4=map(float,sys.argv[1:]); sys.exit(not (a < t and a4 == t4 == t))" \
+  "$total" "$active" "$total4" "$active4" || {
+  echo "FAIL: active parameters $active of $total (top-2), $active4 of $total4 (top-4 of 4)"
+  failures=$((failures + 1)); }
 mkdir -p "$tmp/ck_b/checkpoints"
 cp -r "$tmp/ck_a/checkpoints/step_2" "$tmp/ck_b/checkpoints/"
 echo step_2 >"$tmp/ck_b/checkpoints/latest"
@@ -83,6 +118,70 @@ for f in model-00001-of-00001.safetensors optimizer-00001-of-00001.safetensors t
     echo "FAIL: resumed run's step_4/$f differs from the uninterrupted run's"; failures=$((failures + 1)); }
 done
 expect_fail 2 "pass --resume" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_a"
+# A flipped bit in step_4's weights (headers intact): the resume names the
+# file and tensor and the newest checkpoint that verifies, which resumes to
+# a byte-identical step_4.
+cp -r "$tmp/ck_a" "$tmp/ck_c"
+python3 - "$tmp/ck_c/checkpoints/step_4/model-00001-of-00001.safetensors" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[-7] ^= 0x40
+open(p, "wb").write(b)
+PY
+expect_fail 2 "checksum mismatch" "$bin" train "${tiny[@]}" --set train.steps=6 --run_dir "$tmp/ck_c" --resume
+grep -qF -- "model-00001-of-00001.safetensors: tensor '" "$tmp/err" &&
+  grep -qF -- "resume from it with --resume_from step_2" "$tmp/err" || {
+  echo "FAIL: the corrupt checkpoint's error lacks the tensor or the fallback:"; cat "$tmp/err"
+  failures=$((failures + 1)); }
+"$bin" train "${tiny[@]}" --run_dir "$tmp/ck_c" --resume_from step_2 >"$tmp/out" 2>&1 || {
+  echo "FAIL: train --resume_from step_2"; cat "$tmp/out"; failures=$((failures + 1)); }
+cmp -s "$tmp/ck_a/checkpoints/step_4/model-00001-of-00001.safetensors" \
+  "$tmp/ck_c/checkpoints/step_4/model-00001-of-00001.safetensors" || {
+  echo "FAIL: --resume_from step_2 did not reproduce step_4"; failures=$((failures + 1)); }
+expect_fail 2 "--resume_from step_9" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_c" --resume_from step_9
+
+# A fresh run refuses another run's metrics.jsonl unless --overwrite.
+mkdir -p "$tmp/m" && echo '{"step": 1}' >"$tmp/m/metrics.jsonl"
+expect_fail 2 "metrics.jsonl exists" "$bin" train "${tiny[@]}" --run_dir "$tmp/m"
+"$bin" train "${tiny[@]}" --set checkpoint.every_steps=0 --run_dir "$tmp/m" --overwrite >/dev/null || {
+  echo "FAIL: --overwrite"; failures=$((failures + 1)); }
+[ "$(wc -l <"$tmp/m/metrics.jsonl")" -eq 4 ] || { echo "FAIL: --overwrite kept old records"; failures=$((failures + 1)); }
+# One run per directory: a second run on a busy run_dir is refused (exit 2)
+# naming the first; SIGTERM stops the first after its step with a checkpoint
+# (exit 3), and --resume continues it.
+"$bin" train "${tiny[@]}" --set train.steps=100000 --set train.log_every=1000 \
+  --set checkpoint.every_steps=0 --run_dir "$tmp/busy" >"$tmp/busy.out" 2>&1 &
+busy=$!
+for _ in $(seq 1 100); do [ -s "$tmp/busy/.lock" ] && break; sleep 0.1; done
+expect_fail 2 "is in use by another run (pid $busy" "$bin" train "${tiny[@]}" --run_dir "$tmp/busy" --overwrite
+for _ in $(seq 1 100); do grep -q "^data:" "$tmp/busy.out" && break; sleep 0.1; done
+sleep 0.5
+kill -TERM "$busy"
+wait "$busy"
+got=$?
+if [ "$got" -ne 3 ] || ! grep -q "stopped by SIGTERM after step .*: saved checkpoint" "$tmp/busy.out" ||
+   ! grep -q -- "--run_dir $tmp/busy --resume$" "$tmp/busy.out"; then
+  echo "FAIL: SIGTERM: exit $got (want 3):"; cat "$tmp/busy.out"; failures=$((failures + 1))
+fi
+"$bin" train "${tiny[@]}" --set train.steps=100000 --run_dir "$tmp/busy" --resume >"$tmp/out" 2>&1 &
+busy=$!
+for _ in $(seq 1 100); do grep -q "^resumed from" "$tmp/out" && break; sleep 0.1; done
+kill -INT "$busy"; wait "$busy"
+[ "$?" -eq 3 ] || { echo "FAIL: SIGINT after --resume:"; cat "$tmp/out"; failures=$((failures + 1)); }
+
+# Data errors at start, before any training step, with nothing written.
+printf 'hi' >"$tmp/short.txt"
+expect_fail 2 "data.val_path: " "$bin" train "${tiny[@]}" --set data.val_path="$tmp/short.txt" --run_dir "$tmp/d1"
+mkdir -p "$tmp/ds/train" && printf 'x' >"$tmp/ds/tokenizer.model" && echo '{}' >"$tmp/ds/info.json"
+expect_fail 2 "is a file of the prepared dataset $tmp/ds" "$bin" train "${tiny[@]}" \
+  --set data.train_path="$tmp/ds/info.json" --run_dir "$tmp/d2"
+printf 'text\0binary' >"$tmp/binary.dat"
+expect_fail 2 "is not a text file (NUL byte at offset 4)" "$bin" train "${tiny[@]}" \
+  --set data.train_path="$tmp/binary.dat" --run_dir "$tmp/d3"
+for d in d1 d2 d3; do
+  [ -e "$tmp/$d" ] && { echo "FAIL: a refused start created $d"; failures=$((failures + 1)); }
+done
 expect_fail 2 "no checkpoint to resume from" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_none" --resume
 [ -e "$tmp/ck_none" ] && { echo "FAIL: a failed --resume created its run dir"; failures=$((failures + 1)); }
 expect_fail 2 "model.d_model = 32 in the checkpoint, 64" "$bin" train "${tiny[@]}" --set model.d_model=64 \

@@ -1,6 +1,7 @@
 #include "moe/core/tensor.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -26,11 +27,44 @@ std::string ShapeToString(const Shape& shape) {
   return s.str();
 }
 
-Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  data_ = DeviceAlloc(device, bytes);
+namespace {
+
+struct ByteCounter {
+  std::atomic<int64_t> live{0}, peak{0};
+};
+ByteCounter& CounterOf(Device device) {
+  static ByteCounter counters[2];  // kCpu, kCuda
+  return counters[device == Device::kCpu ? 0 : 1];
 }
 
-Storage::~Storage() { DeviceFree(device_, data_); }
+}  // namespace
+
+TensorBytes TensorBytesOn(Device device) {
+  const ByteCounter& c = CounterOf(device);
+  return {c.live.load(std::memory_order_relaxed), c.peak.load(std::memory_order_relaxed)};
+}
+
+void ResetPeakTensorBytes() {
+  for (Device d : {Device::kCpu, Device::kCuda}) {
+    ByteCounter& c = CounterOf(d);
+    c.peak.store(c.live.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+}
+
+Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  data_ = DeviceAlloc(device, bytes);
+  ByteCounter& c = CounterOf(device);
+  const int64_t live = c.live.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed) +
+                       static_cast<int64_t>(bytes);
+  int64_t peak = c.peak.load(std::memory_order_relaxed);
+  while (live > peak && !c.peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  }
+}
+
+Storage::~Storage() {
+  DeviceFree(device_, data_);
+  CounterOf(device_).live.fetch_sub(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
+}
 
 Tensor Tensor::Empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;

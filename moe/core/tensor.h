@@ -17,6 +17,16 @@ using Shape = std::vector<int64_t>;
 int64_t NumElements(const Shape& shape);
 std::string ShapeToString(const Shape& shape);
 
+// Bytes held by the storage of live tensors on one device, and the most
+// held at once since the process started or the last ResetPeakTensorBytes
+// (all threads; relaxed atomics). What memory tests compare estimates with.
+struct TensorBytes {
+  int64_t live = 0;
+  int64_t peak = 0;
+};
+TensorBytes TensorBytesOn(Device device);
+void ResetPeakTensorBytes();
+
 // Owns one allocation on one device (64-byte aligned on CPU, cudaMalloc on GPU).
 class Storage {
  public:

@@ -8,10 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-600}
-mkdir -p build-fuzz
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DSB_CUDA=OFF -DSB_FUZZ=ON \
-  -DSB_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > build-fuzz/cmake.log
-ninja -C build-fuzz -j2 safetensors_fuzz > build-fuzz/ninja.log
+bash launch/fuzz_build.sh safetensors_fuzz
 corpus=build-fuzz/safetensors_corpus
 mkdir -p "$corpus"
 # Mode byte 0x00: the rest is a whole file (see safetensors_fuzz.cc).

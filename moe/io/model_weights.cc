@@ -55,7 +55,7 @@ absl::Status SaveModelWeights(Model& model, const std::string& path,
   // transformers refuses safetensors files whose "format" is not pt/tf/flax/mlx.
   metadata.emplace("format", "pt");
   return WriteSafetensors(path, NamedModelWeights(model, options.selection), metadata,
-                          options.float_storage);
+                          options.float_storage, options.checksums);
 }
 
 absl::Status LoadModelWeights(Model& model, const SafetensorsSet& weights,

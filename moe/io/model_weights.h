@@ -30,6 +30,7 @@ struct SaveWeightsOptions {
   std::map<std::string, std::string> metadata;    // "format": "pt" is added when absent
   std::optional<SafetensorsDType> float_storage;  // nullopt: the model's dtype
   WeightSelection selection = WeightSelection::kAll;
+  SafetensorsChecksums checksums = SafetensorsChecksums::kNone;  // kXxh3: checkpoints
 };
 
 // Writes the selected weights to one .safetensors file (atomically).

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "moe/io/checksum.h"
 #include "moe/io/file_util.h"
 #include "moe/io/half.h"
 #include "moe/ops/ops.h"
@@ -153,7 +154,25 @@ absl::Status SafetensorsFile::ReadInto(absl::string_view name, const Tensor& dst
   const SafetensorsTensorInfo* info = Find(name);
   if (info == nullptr)
     return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", QuoteTensorName(name)));
+  if (absl::Status s = Verify(*info); !s.ok()) return s;
   return DecodeSafetensorsTensor(path_, *info, map_ + header_.data_start + info->begin, dst);
+}
+
+absl::Status SafetensorsFile::Verify(const SafetensorsTensorInfo& info) const {
+  if (!info.checksum) return absl::OkStatus();
+  const uint64_t actual =
+      Xxh3_64(map_ + header_.data_start + info.begin, static_cast<size_t>(info.end - info.begin));
+  if (actual == *info.checksum) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat(
+      path_, ": tensor ", QuoteTensorName(info.name), ": checksum mismatch: its ",
+      info.end - info.begin, " data bytes hash to ", ChecksumHex(actual), ", the file recorded ",
+      ChecksumHex(*info.checksum), " when it was written (the data were changed since)"));
+}
+
+absl::Status SafetensorsFile::VerifyChecksums() const {
+  for (const SafetensorsTensorInfo& info : header_.tensors)
+    if (absl::Status s = Verify(info); !s.ok()) return s;
+  return absl::OkStatus();
 }
 
 }  // namespace sb

@@ -153,6 +153,66 @@ absl::Status ParseMetadata(absl::string_view label, const json& value,
   return absl::OkStatus();
 }
 
+std::optional<uint64_t> ParseHex64(absl::string_view text) {
+  if (text.size() != 16) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : text) {
+    int digit;
+    if (c >= '0' && c <= '9') {
+      digit = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      digit = c - 'a' + 10;
+    } else {
+      return std::nullopt;
+    }
+    v = v << 4 | static_cast<uint64_t>(digit);
+  }
+  return v;
+}
+
+// Moves the "checksum.<name>" metadata entries onto their tensors.
+absl::Status ParseChecksums(absl::string_view label, SafetensorsHeader& header) {
+  auto marker = header.metadata.find(kChecksumKey);
+  header.checksummed = marker != header.metadata.end();
+  if (header.checksummed && marker->second != kChecksumAlgorithm) {
+    return FileError(label, absl::StrCat("__metadata__.", kChecksumKey, " = ",
+                                         QuoteTensorName(marker->second), " is not a checksum this build knows (", kChecksumAlgorithm,
+                                         ")"));
+  }
+  const absl::string_view prefix = kChecksumPrefix;
+  size_t listed = 0;
+  for (auto it = header.metadata.lower_bound(kChecksumPrefix);
+       it != header.metadata.end() && absl::string_view(it->first).substr(0, prefix.size()) == prefix;
+       ++it, ++listed) {
+    const absl::string_view name = absl::string_view(it->first).substr(prefix.size());
+    if (!header.checksummed) {
+      return FileError(label, absl::StrCat("__metadata__ has ", QuoteTensorName(it->first),
+                                           " but no \"", kChecksumKey, "\" entry"));
+    }
+    auto t = std::lower_bound(
+        header.tensors.begin(), header.tensors.end(), name,
+        [](const SafetensorsTensorInfo& info, absl::string_view n) { return info.name < n; });
+    if (t == header.tensors.end() || t->name != name) {
+      return FileError(label, absl::StrCat("__metadata__ has a checksum for ",
+                                           QuoteTensorName(name), ", which is not a tensor of the file"));
+    }
+    t->checksum = ParseHex64(it->second);
+    if (!t->checksum) {
+      return TensorError(label, name, absl::StrCat("checksum ", QuoteTensorName(it->second),
+                                                   " is not 16 lowercase hex digits"));
+    }
+  }
+  if (header.checksummed && listed != header.tensors.size()) {
+    for (const SafetensorsTensorInfo& t : header.tensors) {
+      if (!t.checksum) {
+        return TensorError(label, t.name, absl::StrCat("no checksum, but __metadata__.", kChecksumKey,
+                                                       " says every tensor has one"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SafetensorsHeader> Parse(absl::string_view label, const uint8_t* file, size_t size) {
   if (size < kLengthBytes) {
     return FileError(
@@ -187,6 +247,7 @@ absl::StatusOr<SafetensorsHeader> Parse(absl::string_view label, const uint8_t* 
     header.tensors.push_back(*std::move(info));
   }
   // json objects iterate in key order, so `tensors` is sorted by name.
+  if (absl::Status s = ParseChecksums(label, header); !s.ok()) return s;
 
   // Overlaps: sort non-empty ranges by begin; each must start at or after
   // the previous end. Gaps are allowed (docs/formats.md).

@@ -36,6 +36,9 @@ struct SafetensorsTensorInfo {
   std::vector<int64_t> shape;  // [] is a scalar
   uint64_t begin = 0;          // byte range [begin, end) relative to the data section
   uint64_t end = 0;
+  // XXH3-64 of the bytes [begin, end), from __metadata__ "checksum.<name>";
+  // set for every tensor of a checksummed file, never for others.
+  std::optional<uint64_t> checksum;
   int64_t numel() const;
 };
 
@@ -43,10 +46,21 @@ struct SafetensorsHeader {
   uint64_t data_start = 0;                     // 8 + N: file offset of the data section
   std::vector<SafetensorsTensorInfo> tensors;  // sorted by name
   std::map<std::string, std::string> metadata;
+  // __metadata__ "checksum" = "xxh3_64": every tensor carries a checksum.
+  bool checksummed = false;
 
   // Null when absent.
   const SafetensorsTensorInfo* Find(absl::string_view name) const;
 };
+
+// Per-tensor checksums in __metadata__ (docs/formats.md, "Checksums"):
+//   "checksum": "xxh3_64"  and, for every tensor, "checksum.<name>": 16
+//   lowercase hex digits of XXH3_64bits(its data bytes).
+// A file with the marker must list exactly its tensors; "checksum.*" keys
+// without the marker, another algorithm or a malformed value are errors.
+inline constexpr const char* kChecksumKey = "checksum";
+inline constexpr const char* kChecksumAlgorithm = "xxh3_64";
+inline constexpr const char* kChecksumPrefix = "checksum.";
 
 // Headers above this are refused before parsing (real ones are ~100 KB even
 // for 100B-parameter shards).

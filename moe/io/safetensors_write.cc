@@ -1,10 +1,14 @@
 // The safetensors writer: plan offsets, then stream header and tensors into
 // ReplaceFileAtomically (temp file, fsync, rename). Any failure leaves
 // whatever was at `path` untouched.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "moe/io/checksum.h"
 #include "moe/io/file_util.h"
 #include "moe/io/half.h"
 #include "moe/io/safetensors.h"
@@ -21,6 +25,7 @@ struct Planned {
   const Tensor* tensor;
   SafetensorsDType dtype;  // in the file
   uint64_t begin = 0, end = 0;
+  uint64_t checksum = 0;   // of the bytes written (filled by WriteFile)
 };
 
 DType TensorDTypeFor(SafetensorsDType d) {
@@ -33,8 +38,11 @@ DType TensorDTypeFor(SafetensorsDType d) {
   }
 }
 
-// Appends the bytes of `t` stored as `to` (t on any device).
-absl::Status WriteTensor(int fd, const Tensor& t, SafetensorsDType to, absl::string_view path) {
+// Appends the bytes of `t` stored as `to` (t on any device); *checksum =
+// their XXH3-64.
+absl::Status WriteTensor(int fd, const Tensor& t, SafetensorsDType to, absl::string_view path,
+                         uint64_t* checksum) {
+  *checksum = Xxh3_64(nullptr, 0);
   if (t.numel() == 0) return absl::OkStatus();
   Tensor host = t;
   if (t.device() != Device::kCpu) {
@@ -46,15 +54,28 @@ absl::Status WriteTensor(int fd, const Tensor& t, SafetensorsDType to, absl::str
     out = Tensor::Empty(t.shape(), TensorDTypeFor(to));
     ops::Convert(host, out);
   }
-  if (to != SafetensorsDType::kF16) return WriteAll(fd, out.raw(), out.nbytes(), path);
+  if (to != SafetensorsDType::kF16) {
+    *checksum = Xxh3_64(out.raw(), out.nbytes());
+    return WriteAll(fd, out.raw(), out.nbytes(), path);
+  }
   std::vector<uint16_t> half(static_cast<size_t>(out.numel()));
   const float* f = out.data<float>();
   for (size_t i = 0; i < half.size(); ++i) half[i] = FloatToHalf(f[i]);
+  *checksum = Xxh3_64(half.data(), half.size() * sizeof(uint16_t));
   return WriteAll(fd, half.data(), half.size() * sizeof(uint16_t), path);
 }
 
+// The header; with `checksums`, metadata also holds the marker and each
+// tensor's checksum (16 hex digits, so the header's length does not depend
+// on their values: WriteFile writes placeholders first and the real values
+// once the data are out).
 absl::StatusOr<std::string> HeaderText(const std::string& path, const std::vector<Planned>& plan,
-                                       const std::map<std::string, std::string>& metadata) {
+                                       std::map<std::string, std::string> metadata,
+                                       bool checksums) {
+  if (checksums) {
+    metadata[kChecksumKey] = kChecksumAlgorithm;
+    for (const Planned& p : plan) metadata[kChecksumPrefix + *p.name] = ChecksumHex(p.checksum);
+  }
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   for (const Planned& p : plan) {
@@ -74,14 +95,30 @@ absl::StatusOr<std::string> HeaderText(const std::string& path, const std::vecto
   return text;
 }
 
-absl::Status WriteFile(int fd, const std::string& tmp, const std::string& header,
-                       const std::vector<Planned>& plan) {
+absl::Status WriteFile(int fd, const std::string& tmp, const std::string& path,
+                       std::vector<Planned>& plan, const std::map<std::string, std::string>& metadata,
+                       bool checksums) {
+  absl::StatusOr<std::string> header = HeaderText(path, plan, metadata, checksums);
+  if (!header.ok()) return header.status();
   unsigned char length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header.size() >> (8 * i));
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(header->size() >> (8 * i));
   if (absl::Status s = WriteAll(fd, length, sizeof(length), tmp); !s.ok()) return s;
-  if (absl::Status s = WriteAll(fd, header.data(), header.size(), tmp); !s.ok()) return s;
-  for (const Planned& p : plan)
-    if (absl::Status s = WriteTensor(fd, *p.tensor, p.dtype, tmp); !s.ok()) return s;
+  if (absl::Status s = WriteAll(fd, header->data(), header->size(), tmp); !s.ok()) return s;
+  for (Planned& p : plan)
+    if (absl::Status s = WriteTensor(fd, *p.tensor, p.dtype, tmp, &p.checksum); !s.ok()) return s;
+  if (!checksums) return absl::OkStatus();
+  // The same header with the real checksums, over the placeholders.
+  absl::StatusOr<std::string> final_header = HeaderText(path, plan, metadata, checksums);
+  if (!final_header.ok()) return final_header.status();
+  SB_CHECK(final_header->size() == header->size()) << "checksums changed the header's length";
+  size_t done = 0;
+  while (done < final_header->size()) {
+    const ssize_t w = ::pwrite(fd, final_header->data() + done, final_header->size() - done,
+                               static_cast<off_t>(sizeof(length) + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return ErrnoError(tmp, "write the header");
+    done += static_cast<size_t>(w);
+  }
   return absl::OkStatus();
 }
 
@@ -90,7 +127,17 @@ absl::Status WriteFile(int fd, const std::string& tmp, const std::string& header
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata,
-                              std::optional<SafetensorsDType> float_storage) {
+                              std::optional<SafetensorsDType> float_storage,
+                              SafetensorsChecksums checksums) {
+  const bool with_checksums = checksums == SafetensorsChecksums::kXxh3;
+  if (with_checksums) {
+    for (const auto& [key, value] : metadata) {
+      if (key == kChecksumKey || key.rfind(kChecksumPrefix, 0) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": metadata key '", key, "' is reserved for the checksums"));
+      }
+    }
+  }
   if (float_storage && !IsFloat(*float_storage)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": float storage dtype ",
                                                    SafetensorsDTypeName(*float_storage),
@@ -121,11 +168,11 @@ absl::Status WriteSafetensors(const std::string& path,
     offset += static_cast<uint64_t>(p.tensor->numel()) * SafetensorsDTypeSize(p.dtype);
     p.end = offset;
   }
-  absl::StatusOr<std::string> header = HeaderText(path, plan, metadata);
-  if (!header.ok()) return header.status();
-
-  return ReplaceFileAtomically(
-      path, [&](int fd, const std::string& tmp) { return WriteFile(fd, tmp, *header, plan); });
+  // Invalid names or metadata fail here, before the temp file exists.
+  if (absl::Status s = HeaderText(path, plan, metadata, with_checksums).status(); !s.ok()) return s;
+  return ReplaceFileAtomically(path, [&](int fd, const std::string& tmp) {
+    return WriteFile(fd, tmp, path, plan, metadata, with_checksums);
+  });
 }
 
 }  // namespace sb

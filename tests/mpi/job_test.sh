@@ -12,7 +12,14 @@
 #           --resume`, 2 more (byte-identical checkpoint files); then the
 #           same checkpoint resumes on np 2 with ep 1 (resharded experts)
 #   reject  np 3 with expert_parallel_size 2: config rejected before any
-#           work (exit 2, message printed once)
+#           work (exit 2, message printed once); a bad --set likewise
+#   preempt np 2, ep 2, checkpoint.every_steps 0: SIGUSR1 to mpirun (which
+#           forwards it), then SIGTERM to every rank (as srun and Slurm
+#           deliver it): each time every rank finishes its step, one
+#           checkpoint is saved, the job exits 3 and `--resume` continues;
+#           the final checkpoint equals an uninterrupted run's byte for
+#           byte. Then SIGTERM to mpirun (which relays it after
+#           odls_base_sigkill_timeout, 1 s): a checkpoint, exit 1
 #   check   a failed SB_CHECK on rank 1 (fatal hook -> MPI_Abort)
 #   status  a runtime error on rank 1 (Runtime::Abort)
 #   slow    rank 1 stays out of a collective past the timeout: the watchdog
@@ -72,6 +79,15 @@ wait_job() {
   echo "job ended with exit code $rc after ${elapsed}s"
 }
 expect_output() { grep -q -- "$1" "$tmp/out" || fail "output lacks '$1'"; }
+# wait_step WHAT: waits (60 s at most) for the job's first progress line.
+wait_step() {
+  local deadline=$(( $(date +%s) + 60 ))
+  until grep -q "^step " "$tmp/out"; do
+    kill -0 "$job_pid" 2>/dev/null || fail "$1: the job ended before its first step"
+    [ "$(date +%s)" -gt "$deadline" ] && fail "$1: no training step within 60 s"
+    sleep 0.05
+  done
+}
 
 # A running training job: NP ranks (default 4), expert-parallel groups of
 # 2, extra `train` arguments after NP.
@@ -176,6 +192,19 @@ case "$scenario" in
     [ "$rc" -eq 0 ] || fail "resume on np 2, ep 1: exit code $rc"
     [ -f "$tmp/c/checkpoints/step_4/model-00001-of-00001.safetensors" ] ||
       fail "resharded run wrote no step_4 checkpoint"
+    # A flipped bit in the experts of EP rank 1 (model-00002): rank 1 names
+    # the tensor, rank 0 the checkpoint to go back to; exit 2, no abort.
+    cp -r "$tmp/a" "$tmp/d"
+    python3 -c "import sys; p = sys.argv[1]; b = bytearray(open(p, 'rb').read()); b[-9] ^= 0x40; open(p, 'wb').write(b)" \
+      "$tmp/d/checkpoints/step_4/model-00002-of-00002.safetensors"
+    start_job mpirun -np 4 "$switchboard" "${args[@]}" --set parallel.expert_parallel_size=2 \
+      --set train.steps=6 --run_dir "$tmp/d" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 2 ] || fail "corrupt checkpoint: exit code $rc, want 2"
+    expect_output "\\[rank 1 on .*model-00002-of-00002.safetensors: tensor '.*': checksum mismatch"
+    [ "$(grep -c -- 'resume from it with --resume_from step_2' "$tmp/out")" -eq 1 ] ||
+      fail "want the fallback checkpoint named once"
+    grep -q "MPI_ABORT" "$tmp/out" && fail "a failed resume should not abort"
     ;;
   reject)
     echo "hello" >"$tmp/corpus.txt"
@@ -186,6 +215,63 @@ case "$scenario" in
     expect_output "world size 3 is not divisible by parallel.expert_parallel_size = 2"
     [ "$(grep -c 'is not divisible' "$tmp/out")" -eq 1 ] || fail "message printed more than once"
     [ -e "$tmp/run" ] && fail "a run dir was created before the config was validated"
+    # A bad --set: every rank fails alike, rank 0 alone says so, once.
+    start_job mpirun -np 3 "$switchboard" train --config "$(dirname "$0")/../../configs/tiny.textproto" \
+      --set moe.bogus=1 --run_dir "$tmp/run"
+    wait_job 30
+    [ "$rc" -eq 2 ] || fail "bad --set: exit code $rc, want 2"
+    [ "$(grep -c -- '--set moe.bogus=1' "$tmp/out")" -eq 1 ] || fail "--set error printed more than once"
+    [ "$(grep -o -- '--set moe.bogus=1' "$tmp/out" | wc -l)" -eq 1 ] || fail "--set prefix repeated"
+    ;;
+  preempt)
+    for i in $(seq 1 500); do echo "token $i goes to expert $((i % 8))."; done >"$tmp/corpus.txt"
+    args=(train --config "$(dirname "$0")/../../configs/tiny.textproto" --set model.vocab_size=257
+          --set model.d_model=32 --set model.num_layers=2 --set train.micro_batch_size=2
+          --set train.seq_len=32 --set train.steps=200 --set data.train_path="$tmp/corpus.txt"
+          --set data.val_path= --set checkpoint.every_steps=0 --set parallel.expert_parallel_size=2)
+    start_job mpirun -np 2 "$switchboard" "${args[@]}" --set train.log_every=50 --run_dir "$tmp/whole"
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "uninterrupted run: exit code $rc"
+    # interrupt RUN_DIR WHO SIGNAL WANT_RC EXTRA_ARGS...: starts (or resumes)
+    # the run and, after its first progress line, sends SIGNAL to mpirun or
+    # to every rank.
+    interrupt() {
+      local dir=$1 who=$2 sig=$3 want=$4 resume=()
+      shift 4
+      [ -e "$dir/checkpoints/latest" ] && resume=(--resume)
+      start_job mpirun -np 2 "$switchboard" "${args[@]}" "$@" --run_dir "$dir" "${resume[@]}"
+      wait_step "$who/$sig"
+      if [ "$who" = mpirun ]; then
+        kill "-$sig" "$job_pid"
+      else
+        for r in 0 1; do kill "-$sig" "$(pid_of_rank $r)"; done
+      fi
+      wait_job "$limit"
+      [ "$rc" -eq "$want" ] || fail "$who/$sig: exit code $rc, want $want"
+      latest=$(cat "$dir/checkpoints/latest") || fail "$who/$sig: no checkpoint"
+      echo "$who/$sig: stopped at $latest"
+    }
+    interrupt "$tmp/p" mpirun USR1 3 --set train.log_every=1
+    [ "$(grep -c '^stopped by SIGUSR1 after step' "$tmp/out")" -eq 1 ] || fail "USR1: want one stop line"
+    [ "$(grep -c -- '--resume$' "$tmp/out")" -eq 1 ] || fail "USR1: want the resume command once"
+    interrupt "$tmp/p" ranks TERM 3 --set train.log_every=1
+    expect_output "stopped by SIGTERM after step"
+    [ "$latest" != step_200 ] || fail "the run finished before the signals"
+    start_job mpirun -np 2 "$switchboard" "${args[@]}" --run_dir "$tmp/p" --resume
+    wait_job "$limit"
+    [ "$rc" -eq 0 ] || fail "final resume: exit code $rc"
+    for f in model-00001-of-00002.safetensors model-00002-of-00002.safetensors \
+             optimizer-00001-of-00002.safetensors optimizer-00002-of-00002.safetensors; do
+      cmp -s "$tmp/whole/checkpoints/step_200/$f" "$tmp/p/checkpoints/step_200/$f" ||
+        fail "after two preemptions step_200/$f differs from the uninterrupted run's"
+    done
+    # SIGTERM to mpirun (a run too long to end first): mpirun relays it
+    # odls_base_sigkill_timeout s late and SIGKILLs as long after (1 s, the
+    # default, is enough for this model's step and save) and stops
+    # forwarding output at once: sparse progress lines, so that no rank
+    # blocks on a full pipe; the checkpoint is the evidence.
+    OMPI_MCA_odls_base_sigkill_timeout=1 interrupt "$tmp/q" mpirun TERM 1 \
+      --set train.steps=1000000 --set train.log_every=20
     ;;
   check | status | slow | device_error | device_hang)
     start_job mpirun -np 3 "$probe" "$scenario"
