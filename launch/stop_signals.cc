@@ -18,6 +18,7 @@ std::atomic<int> first_signal{0};
 std::atomic<int> signal_count{0};
 std::atomic<bool> announce_first{false};
 std::atomic<bool> installed{false};
+std::atomic<int> saved_exit_code{0};  // non-zero: ExitOnNextSignal was called
 struct sigaction previous[sizeof(kSignals) / sizeof(kSignals[0])];
 
 static_assert(std::atomic<int>::is_always_lock_free, "signal handlers need lock-free atomics");
@@ -29,6 +30,7 @@ void Write(const char* text) {
 
 void OnSignal(int sig) {
   const int saved_errno = errno;  // a handler must not disturb the interrupted code's errno
+  if (const int code = saved_exit_code.load(); code != 0) ::_exit(code);  // nothing left to save
   if (signal_count.fetch_add(1) == 0) {
     first_signal.store(sig);
     if (announce_first.load()) {
@@ -63,6 +65,7 @@ StopSignals::StopSignals(bool announce) {
   SB_CHECK(!installed.exchange(true)) << "StopSignals installed twice";
   first_signal.store(0);
   signal_count.store(0);
+  saved_exit_code.store(0);
   announce_first.store(announce);
   struct sigaction action;
   std::memset(&action, 0, sizeof(action));
@@ -75,11 +78,20 @@ StopSignals::StopSignals(bool announce) {
 }
 
 StopSignals::~StopSignals() {
-  for (size_t i = 0; i < sizeof(kSignals) / sizeof(kSignals[0]); ++i)
-    ::sigaction(kSignals[i], &previous[i], nullptr);
+  // After ExitOnNextSignal the handlers stay until the process ends.
+  if (saved_exit_code.load() == 0) {
+    for (size_t i = 0; i < sizeof(kSignals) / sizeof(kSignals[0]); ++i)
+      ::sigaction(kSignals[i], &previous[i], nullptr);
+  }
   installed.store(false);
 }
 
 int StopSignals::received() { return first_signal.load(); }
+
+void StopSignals::ExitOnNextSignal(int exit_code) {
+  SB_CHECK(installed.load()) << "ExitOnNextSignal needs live StopSignals";
+  SB_CHECK(exit_code != 0);
+  saved_exit_code.store(exit_code);
+}
 
 }  // namespace sb

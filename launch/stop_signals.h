@@ -27,6 +27,12 @@ class StopSignals {
   // The first signal received since construction (SIGTERM, SIGINT or
   // SIGUSR1), or 0.
   static int received();
+  // The stop is complete (its checkpoint saved, or nothing to save): from now until the process ends (the
+  // handlers stay installed past the destructor), any of the three signals
+  // ends the process with _exit(exit_code). Under mpirun this matters: once
+  // one rank exits non-zero, mpirun sends SIGTERM to the ranks still on
+  // their way out, which must end with the same code, not die by signal.
+  static void ExitOnNextSignal(int exit_code);
 };
 
 // "SIGTERM", "SIGINT", "SIGUSR1", else "signal N".

@@ -11,6 +11,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "launch/commands.h"
 #include "launch/stop_signals.h"
 #include "launch/trainer.h"
 
@@ -199,6 +200,7 @@ absl::Status Trainer::SaveBeforeExit(int64_t steps_done, absl::Status status) {
                       : absl::StrCat("and saving a checkpoint failed: ", saved.message());
   }
   if (!stopped_by_signal) return WithMessage(status, absl::StrCat(status.message(), "\n", note));
+  if (saved.ok()) StopSignals::ExitOnNextSignal(kExitPreempted);
   if (topology_.rank == 0) {
     std::printf("stopped by %s after step %lld of %d: %s\n",
                 stopped_by_signal_ > 0 ? StopSignalName(stopped_by_signal_) : "a signal to another rank",

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -51,10 +52,11 @@ TEST_P(StopBySignal, FinishesTheStepSavesAndResumesBitwise) {
                                           " after step 3 of 8: saved checkpoint ", Ckpt("a", 3))));
   EXPECT_EQ(*LatestCheckpoint(dir_.Path("a")), Ckpt("a", 3));
   EXPECT_EQ(ReadTrainerState(Ckpt("a", 3))->step(), 3);
-  // The handlers are gone once Run returned: SIG_DFL again for SIGUSR1 etc.
+  // The stop is complete: the handler stays, so that a late signal (mpirun's
+  // SIGTERM once another rank exited) exits 3 instead of killing (below).
   struct sigaction now;
   ASSERT_EQ(::sigaction(sig, nullptr, &now), 0);
-  EXPECT_EQ(now.sa_handler, SIG_DFL);
+  EXPECT_NE(now.sa_handler, SIG_DFL);
 
   auto b = Make("a", config);
   ASSERT_TRUE(b->Resume().ok());
@@ -81,6 +83,21 @@ TEST_F(Stop, ASecondSignalEndsTheProcessAtOnce) {
         (void)a->Run();
       },
       ::testing::KilledBySignal(SIGTERM), "SIGTERM again: stopping at once");
+}
+
+TEST_F(Stop, ASignalAfterTheStopCheckpointExitsWithThree) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        auto a = Make("a", config_);
+        a->set_gradient_hook([](int64_t step, Model&) {
+          if (step == 1) ::raise(SIGUSR1);
+        });
+        if (!a->Run().ok() || a->stopped_by_signal() != SIGUSR1) std::_Exit(10);
+        ::raise(SIGTERM);  // as mpirun does to the ranks still running
+        std::_Exit(11);
+      },
+      ::testing::ExitedWithCode(3), "");
 }
 
 TEST_F(Stop, ASignalDuringANonFiniteStreakSavesNothingNew) {
