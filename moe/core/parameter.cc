@@ -35,6 +35,19 @@ Parameter MakeParameter(std::string name, ParamKind kind, const Shape& shape, DT
   return p;
 }
 
+void AddComputeCopy(Parameter& p, DType dtype) {
+  if (dtype == p.value.dtype()) {
+    p.compute_copy = Tensor();
+    return;
+  }
+  p.compute_copy = Tensor::Empty(p.value.shape(), dtype, p.value.device());
+  RefreshComputeCopy(p);
+}
+
+void RefreshComputeCopy(Parameter& p) {
+  if (p.compute_copy.defined()) ops::Convert(p.value, p.compute_copy);
+}
+
 uint64_t HashName(const std::string& s) {
   uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : s) {
