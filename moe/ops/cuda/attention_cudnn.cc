@@ -1,0 +1,236 @@
+// cuDNN's fused scaled-dot-product attention (FlashAttention-style, bf16 in
+// and out, f32 softmax and statistics) through the cudnn-frontend graph API.
+// This is the only translation unit that includes cudnn-frontend (large,
+// header-only C++; headers from the pinned PyPI wheel nvidia-cudnn-frontend
+// that launch/install_deps.sh unpacks into third_party/).
+//
+// cuDNN itself is opened with dlopen on first use (the frontend's dynamic
+// loading), never linked: binaries start, and train on the CPU, where no
+// cuDNN is installed; on a GPU machine libcudnn.so.9 comes from the CUDA or
+// PyTorch installation (benchmarks/gpu_check.sh puts it on the library path;
+// docs/cuda.md). Graphs are built once per shape and cached. The backward
+// asks for cuDNN's deterministic algorithm (bitwise resume).
+#define NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING
+#include <dlfcn.h>
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+
+#include <cudnn_frontend.h>
+
+#include "moe/ops/cuda/check_cuda.h"
+#include "moe/ops/cuda/cuda_ops.h"
+
+// The frontend looks cuDNN's entry points up through this handle.
+namespace cudnn_frontend {
+void* cudnn_dlhandle = nullptr;
+}  // namespace cudnn_frontend
+
+namespace sb::cuda {
+namespace {
+
+namespace fe = cudnn_frontend;
+
+constexpr int64_t kQ = 1, kK = 2, kV = 3, kO = 4, kStats = 5, kDo = 6, kDq = 7, kDk = 8, kDv = 9;
+
+// Opens libcudnn once; "" when it is loaded, else the reason.
+const std::string& LoadCudnn() {
+  static const std::string error = [] {
+    std::string tried;
+    for (const char* name : {"libcudnn.so.9", "libcudnn.so"}) {
+      void* h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+      if (h != nullptr) {
+        fe::cudnn_dlhandle = h;
+        return std::string();
+      }
+      const char* why = dlerror();
+      tried += std::string(tried.empty() ? "" : "; ") + name + ": " + (why ? why : "not found");
+    }
+    return "cannot load cuDNN (" + tried + "); put libcudnn.so.9 on LD_LIBRARY_PATH "
+           "(the nvidia-cudnn-cu13 wheel's nvidia/cudnn/lib, or the CUDA toolkit's lib64; "
+           "docs/cuda.md)";
+  }();
+  return error;
+}
+
+cudnnHandle_t Handle() {
+  const std::string& error = LoadCudnn();
+  SB_CHECK(error.empty()) << error;
+  thread_local cudnnHandle_t handle = [] {
+    cudnnHandle_t h = nullptr;
+    const cudnnStatus_t st = fe::detail::create_handle(&h);
+    SB_CHECK(st == CUDNN_STATUS_SUCCESS) << "cudnnCreate failed with status " << static_cast<int>(st);
+    // The legacy default stream, like every other kernel here.
+    SB_CHECK(fe::detail::set_stream(h, nullptr) == CUDNN_STATUS_SUCCESS) << "cudnnSetStream";
+    return h;
+  }();
+  return handle;
+}
+
+void Check(fe::error_t e, const char* what) {
+  SB_CHECK(e.is_good()) << "cuDNN attention (" << what << "): " << e.get_message();
+}
+
+struct Shape5 {
+  int64_t B, S, H, Hkv, hd;
+  bool operator<(const Shape5& o) const {
+    return std::tie(B, S, H, Hkv, hd) < std::tie(o.B, o.S, o.H, o.Hkv, o.hd);
+  }
+};
+
+// Our activations are [B*S, heads*hd] row-major: element (b, h, s, d) sits
+// at ((b S + s) heads + h) hd + d, i.e. cuDNN's BHSD dims with BSHD strides.
+std::shared_ptr<fe::graph::Tensor_attributes> Input(fe::graph::Graph& g, const char* name,
+                                                    int64_t uid, const Shape5& s, int64_t heads) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_name(name)
+                      .set_uid(uid)
+                      .set_dim({s.B, heads, s.S, s.hd})
+                      .set_stride({s.S * heads * s.hd, s.hd, heads * s.hd, 1}));
+}
+void AsOutput(fe::graph::Tensor_attributes& t, int64_t uid, const Shape5& s, int64_t heads) {
+  t.set_output(true).set_uid(uid).set_dim({s.B, heads, s.S, s.hd}).set_stride(
+      {s.S * heads * s.hd, s.hd, heads * s.hd, 1});
+}
+// lse [B, H, S] f32 is cuDNN's softmax statistics tensor [B, H, S, 1]
+// (natural-log log-sum-exp of the scaled scores, as ours).
+std::shared_ptr<fe::graph::Tensor_attributes> StatsInput(fe::graph::Graph& g, const Shape5& s) {
+  return g.tensor(fe::graph::Tensor_attributes()
+                      .set_name("stats")
+                      .set_uid(kStats)
+                      .set_dim({s.B, s.H, s.S, 1})
+                      .set_stride({s.H * s.S, s.S, 1, 1})
+                      .set_data_type(fe::DataType_t::FLOAT));
+}
+
+struct Plan {
+  std::shared_ptr<fe::graph::Graph> graph;
+  int64_t workspace = 0;
+};
+
+void Finish(Plan& plan, cudnnHandle_t handle) {
+  fe::graph::Graph& g = *plan.graph;
+  Check(g.validate(), "validate");
+  Check(g.build_operation_graph(handle), "build_operation_graph");
+  Check(g.create_execution_plans({fe::HeurMode_t::A}), "create_execution_plans");
+  Check(g.check_support(handle), "check_support");
+  Check(g.build_plans(handle), "build_plans");
+  Check(g.get_workspace_size(plan.workspace), "get_workspace_size");
+}
+
+std::shared_ptr<fe::graph::Graph> NewGraph() {
+  auto g = std::make_shared<fe::graph::Graph>();
+  g->set_io_data_type(fe::DataType_t::BFLOAT16)
+      .set_intermediate_data_type(fe::DataType_t::FLOAT)
+      .set_compute_data_type(fe::DataType_t::FLOAT);
+  return g;
+}
+
+Plan& ForwardPlan(const Shape5& s) {
+  static std::mutex mu;
+  static std::map<Shape5, Plan> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(s);
+  if (it != cache.end()) return it->second;
+  Plan plan;
+  plan.graph = NewGraph();
+  fe::graph::Graph& g = *plan.graph;
+  auto q = Input(g, "q", kQ, s, s.H), k = Input(g, "k", kK, s, s.Hkv), v = Input(g, "v", kV, s, s.Hkv);
+  auto options = fe::graph::SDPA_attributes()
+                     .set_name("causal_gqa_attention")
+                     .set_generate_stats(true)
+                     .set_causal_mask(true)
+                     .set_attn_scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd))));
+  auto [o, stats] = g.sdpa(q, k, v, options);
+  AsOutput(*o, kO, s, s.H);
+  stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim({s.B, s.H, s.S, 1})
+      .set_stride({s.H * s.S, s.S, 1, 1});
+  Finish(plan, Handle());
+  return cache.emplace(s, std::move(plan)).first->second;
+}
+
+Plan& BackwardPlan(const Shape5& s) {
+  static std::mutex mu;
+  static std::map<Shape5, Plan> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(s);
+  if (it != cache.end()) return it->second;
+  Plan plan;
+  plan.graph = NewGraph();
+  fe::graph::Graph& g = *plan.graph;
+  auto q = Input(g, "q", kQ, s, s.H), k = Input(g, "k", kK, s, s.Hkv), v = Input(g, "v", kV, s, s.Hkv);
+  auto o = Input(g, "o", kO, s, s.H), d_o = Input(g, "do", kDo, s, s.H);
+  auto stats = StatsInput(g, s);
+  auto options = fe::graph::SDPA_backward_attributes()
+                     .set_name("causal_gqa_attention_backward")
+                     .set_causal_mask(true)
+                     .set_deterministic_algorithm(true)
+                     .set_attn_scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd))));
+  auto [dq, dk, dv] = g.sdpa_backward(q, k, v, o, d_o, stats, options);
+  AsOutput(*dq, kDq, s, s.H);
+  AsOutput(*dk, kDk, s, s.Hkv);
+  AsOutput(*dv, kDv, s, s.Hkv);
+  Finish(plan, Handle());
+  return cache.emplace(s, std::move(plan)).first->second;
+}
+
+Shape5 ShapeOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
+  Shape5 s;
+  s.S = seq_len;
+  s.B = q.dim(0) / seq_len;
+  s.H = lse.dim(1);
+  s.hd = q.dim(1) / s.H;
+  s.Hkv = k.dim(1) / s.hd;
+  SB_CHECK(s.B * s.S == q.dim(0) && s.H * s.hd == q.dim(1) && s.Hkv * s.hd == k.dim(1) &&
+           s.Hkv > 0 && s.H % s.Hkv == 0 && lse.dtype() == DType::kF32 &&
+           lse.numel() == s.B * s.H * s.S)
+      << "cuDNN attention shapes q " << q.ToString() << " k " << k.ToString() << " lse "
+      << lse.ToString();
+  return s;
+}
+
+void CheckBf16(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    SB_CHECK(t->dtype() == DType::kBF16 && t->device() == Device::kCuda)
+        << "cuDNN attention takes bf16 GPU tensors, got " << t->ToString();
+  }
+}
+
+void Execute(const Plan& plan, std::unordered_map<int64_t, void*>& pack) {
+  // From the memory pool: cheap, and freed in stream order after the kernels.
+  const Tensor workspace = Tensor::Empty({plan.workspace / 4 + 1}, DType::kI32, Device::kCuda);
+  Check(plan.graph->execute(Handle(), pack, workspace.raw()), "execute");
+}
+
+}  // namespace
+
+std::string CudnnLoadError() { return LoadCudnn(); }
+
+void CudnnAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
+                           const Tensor& lse, const Tensor& out) {
+  CheckBf16({&q, &k, &v, &out});
+  const Shape5 s = ShapeOf(q, k, lse, seq_len);
+  if (s.B == 0) return;
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, q.raw()}, {kK, k.raw()}, {kV, v.raw()}, {kO, out.raw()}, {kStats, lse.raw()}};
+  Execute(ForwardPlan(s), pack);
+}
+
+void CudnnAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                            const Tensor& lse, const Tensor& dout, int seq_len, const Tensor& dq,
+                            const Tensor& dk, const Tensor& dv) {
+  CheckBf16({&q, &k, &v, &out, &dout, &dq, &dk, &dv});
+  const Shape5 s = ShapeOf(q, k, lse, seq_len);
+  if (s.B == 0) return;
+  std::unordered_map<int64_t, void*> pack = {
+      {kQ, q.raw()},   {kK, k.raw()},   {kV, v.raw()},    {kO, out.raw()},  {kStats, lse.raw()},
+      {kDo, dout.raw()}, {kDq, dq.raw()}, {kDk, dk.raw()}, {kDv, dv.raw()}};
+  Execute(BackwardPlan(s), pack);
+}
+
+}  // namespace sb::cuda
