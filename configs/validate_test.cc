@@ -172,17 +172,28 @@ INSTANTIATE_TEST_SUITE_P(Rules, ValidateRule, ::testing::ValuesIn(kRuleCases),
                            return param_info.param.name;
                          });
 
-TEST(ValidateConfig, CudaDeviceIsRejectedForNow) {
-  const absl::Status status = ValidateConfig(WithOverrides({"train.device=CUDA"}), 1);
-  ASSERT_FALSE(status.ok());
-  const std::string message(status.message());
-  EXPECT_THAT(message, HasSubstr("train.device = CUDA: the CUDA training path is not complete yet "
-                                 "(see docs/cuda.md)"));
+TEST(ValidateConfig, CudaDeviceNeedsACudaBuildAndOneRank) {
+  const absl::Status one = ValidateConfig(WithOverrides({"train.device=CUDA"}), 1);
   if (CudaBuilt()) {
-    EXPECT_THAT(message, Not(HasSubstr("built without CUDA")));
+    EXPECT_TRUE(one.ok()) << one;
   } else {
-    EXPECT_THAT(message, HasSubstr("train.device = CUDA but this binary was built without CUDA"));
+    ASSERT_FALSE(one.ok());
+    EXPECT_THAT(std::string(one.message()),
+                HasSubstr("train.device = CUDA but this binary was built without CUDA"));
   }
+  const absl::Status two = ValidateConfig(WithOverrides({"train.device=CUDA"}), 2);
+  ASSERT_FALSE(two.ok());
+  EXPECT_THAT(std::string(two.message()), HasSubstr("train.device = CUDA with 2 ranks"));
+}
+
+TEST(ValidateConfig, Bf16NeedsCuda) {
+  const absl::Status status = ValidateConfig(WithOverrides({"train.precision=BF16"}), 1);
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("train.precision = BF16 needs train.device = CUDA"));
+  EXPECT_TRUE(ValidateConfig(WithOverrides({"train.precision=FP32"}), 1).ok());
+  const absl::Status chunk = ValidateConfig(WithOverrides({"train.lm_head_chunk_tokens=-1"}), 1);
+  EXPECT_THAT(std::string(chunk.message()), HasSubstr("train.lm_head_chunk_tokens = -1 must be >= 0"));
 }
 
 TEST(ValidateConfig, ReportsEveryViolationInSchemaOrder) {
