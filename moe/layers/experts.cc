@@ -21,7 +21,7 @@ Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_ex
   const Device dev = x.device();
   rows_ = rows_per_expert;
   padded_ = false;
-  if (pad_rows > 0) {
+  if (pad_rows > 0 && num_local <= 256) {  // (PaddedRowIndex's GPU limit)
     bool fits = true;
     for (int64_t r : rows_) fits = fits && r <= pad_rows;
     padded_ = fits;
@@ -34,12 +34,8 @@ Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_ex
   }
   // Row m of expert e goes to row e * pad_rows + (its rank within e); the
   // padding rows stay zero, so they add nothing to any weight gradient.
-  std::vector<int32_t> index;
-  index.reserve(static_cast<size_t>(x.dim(0)));
-  for (int64_t e = 0; e < num_local; ++e)
-    for (int64_t i = 0; i < rows_[e]; ++i) index.push_back(static_cast<int32_t>(e * pad_rows + i));
   pad_index_ = pad_index_buf_.Get({x.dim(0)}, DType::kI32, dev);
-  ops::Copy(Tensor::FromVector(index, {x.dim(0)}), pad_index_);
+  ops::PaddedRowIndex(rows_, pad_rows, pad_index_);
   rows_.assign(static_cast<size_t>(num_local), pad_rows);
   x_ = x_pad_.Get({num_local * pad_rows, x.dim(1)}, dt, dev);
   ops::Fill(x_, 0.0);

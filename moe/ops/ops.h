@@ -180,6 +180,10 @@ void GatherRows(const Tensor& src, const Tensor& index, const Tensor& dst,
 // stable sort of index: no atomics, the same bits on every run).
 void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst,
                     const Tensor* scale = nullptr);
+// Padded layout of row-blocked groups: row m of group g (groups of rows[g]
+// rows in order, offsets off_g) goes to row g * pad_rows + (m - off_g).
+// index [sum(rows)] i32. (The GPU writes it from kernel arguments: no copy.)
+void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Tensor& index);
 // out[m] = a[index[m]] . b[m]                        a [N, D], b [M, D], out [M]
 // (CUDA: out f32 for bf16 rows.)
 void GatherRowDot(const Tensor& a, const Tensor& index, const Tensor& b, const Tensor& out);

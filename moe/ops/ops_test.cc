@@ -210,6 +210,12 @@ TEST(GroupedGemm, EqualsOneGemmPerGroup) {
   }
 }
 
+TEST(RowOps, PaddedRowIndexPlacesEachGroupAtItsPad) {
+  Tensor index = Tensor::Empty({6}, DType::kI32);
+  ops::PaddedRowIndex({2, 0, 3, 1}, 4, index);
+  EXPECT_EQ(index.ToDoubles(), (std::vector<double>{0, 1, 8, 9, 10, 12}));
+}
+
 TEST(RowOps, GatherScatterAreTransposes) {
   // <Gather(src), y> == <src, ScatterAdd(y)> for any y: the two are adjoint.
   Tensor src = RandomTensor({4, 3}, 11), y = RandomTensor({5, 3}, 12), w = RandomTensor({5, 1}, 13);

@@ -289,6 +289,20 @@ void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst,
   });
 }
 
+void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Tensor& index) {
+  SB_ON_CUDA(index, PaddedRowIndex, rows, pad_rows, index);
+  int64_t n = 0;
+  for (int64_t r : rows) {
+    SB_CHECK(r >= 0 && r <= pad_rows) << "PaddedRowIndex: " << r << " rows exceed the pad " << pad_rows;
+    n += r;
+  }
+  CheckShape(index, {n}, "PaddedRowIndex index");
+  int32_t* out = index.data<int32_t>();
+  int64_t m = 0;
+  for (size_t g = 0; g < rows.size(); ++g)
+    for (int64_t i = 0; i < rows[g]; ++i) out[m++] = static_cast<int32_t>(g * pad_rows + i);
+}
+
 void GatherRowDot(const Tensor& a, const Tensor& index, const Tensor& b, const Tensor& out) {
   SB_ON_CUDA(out, GatherRowDot, a, index, b, out);
   CheckSame(a, b, "GatherRowDot");

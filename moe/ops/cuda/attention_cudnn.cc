@@ -14,11 +14,13 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <unordered_map>
 
 #include <cudnn_frontend.h>
@@ -131,12 +133,7 @@ std::shared_ptr<fe::graph::Graph> NewGraph() {
   return g;
 }
 
-Plan& ForwardPlan(const Shape5& s) {
-  static std::mutex mu;
-  static std::map<Shape5, Plan> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(s);
-  if (it != cache.end()) return it->second;
+Plan BuildForward(const Shape5& s, cudnnHandle_t handle) {
   Plan plan;
   plan.graph = NewGraph();
   fe::graph::Graph& g = *plan.graph;
@@ -148,18 +145,13 @@ Plan& ForwardPlan(const Shape5& s) {
                      .set_attn_scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd))));
   auto [o, stats] = g.sdpa(q, k, v, options);
   AsOutput(*o, kO, s, s.H);
-  stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT).set_dim({s.B, s.H, s.S, 1})
-      .set_stride({s.H * s.S, s.S, 1, 1});
-  Finish(plan, Handle());
-  return cache.emplace(s, std::move(plan)).first->second;
+  stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT);
+  stats->set_dim({s.B, s.H, s.S, 1}).set_stride({s.H * s.S, s.S, 1, 1});
+  Finish(plan, handle);
+  return plan;
 }
 
-Plan& BackwardPlan(const Shape5& s) {
-  static std::mutex mu;
-  static std::map<Shape5, Plan> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(s);
-  if (it != cache.end()) return it->second;
+Plan BuildBackward(const Shape5& s, cudnnHandle_t handle) {
   Plan plan;
   plan.graph = NewGraph();
   fe::graph::Graph& g = *plan.graph;
@@ -175,8 +167,29 @@ Plan& BackwardPlan(const Shape5& s) {
   AsOutput(*dq, kDq, s, s.H);
   AsOutput(*dk, kDk, s, s.Hkv);
   AsOutput(*dv, kDv, s, s.Hkv);
-  Finish(plan, Handle());
-  return cache.emplace(s, std::move(plan)).first->second;
+  Finish(plan, handle);
+  return plan;
+}
+
+// The plan for shape s, built on first use. cuDNN is loaded (Handle())
+// before the graph asks the library anything; the frontend reports some
+// failures by exception, which end the job like every other failed check.
+Plan& CachedPlan(bool backward, const Shape5& s) {
+  static std::mutex mu;
+  static std::map<std::pair<bool, Shape5>, Plan> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find({backward, s});
+  if (it != cache.end()) return it->second;
+  cudnnHandle_t handle = Handle();
+  Plan plan;
+  try {
+    plan = backward ? BuildBackward(s, handle) : BuildForward(s, handle);
+  } catch (const std::exception& e) {
+    SB_CHECK(false) << "cuDNN attention " << (backward ? "backward" : "forward") << " for B=" << s.B
+                    << " S=" << s.S << " H=" << s.H << " Hkv=" << s.Hkv << " hd=" << s.hd << ": "
+                    << e.what();
+  }
+  return cache.emplace(std::make_pair(backward, s), std::move(plan)).first->second;
 }
 
 Shape5 ShapeOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
@@ -204,7 +217,11 @@ void CheckBf16(std::initializer_list<const Tensor*> ts) {
 void Execute(const Plan& plan, std::unordered_map<int64_t, void*>& pack) {
   // From the memory pool: cheap, and freed in stream order after the kernels.
   const Tensor workspace = Tensor::Empty({plan.workspace / 4 + 1}, DType::kI32, Device::kCuda);
-  Check(plan.graph->execute(Handle(), pack, workspace.raw()), "execute");
+  try {
+    Check(plan.graph->execute(Handle(), pack, workspace.raw()), "execute");
+  } catch (const std::exception& e) {
+    SB_CHECK(false) << "cuDNN attention execute: " << e.what();
+  }
 }
 
 }  // namespace
@@ -218,7 +235,7 @@ void CudnnAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, in
   if (s.B == 0) return;
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()}, {kK, k.raw()}, {kV, v.raw()}, {kO, out.raw()}, {kStats, lse.raw()}};
-  Execute(ForwardPlan(s), pack);
+  Execute(CachedPlan(false, s), pack);
 }
 
 void CudnnAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
@@ -230,7 +247,7 @@ void CudnnAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, c
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()},   {kK, k.raw()},   {kV, v.raw()},    {kO, out.raw()},  {kStats, lse.raw()},
       {kDo, dout.raw()}, {kDq, dq.raw()}, {kDk, dk.raw()}, {kDv, dv.raw()}};
-  Execute(BackwardPlan(s), pack);
+  Execute(CachedPlan(true, s), pack);
 }
 
 }  // namespace sb::cuda

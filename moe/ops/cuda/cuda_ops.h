@@ -93,5 +93,6 @@ void GatherRows(const Tensor& src, const Tensor& index, const Tensor& dst, const
 void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst,
                     const Tensor* scale);
 void GatherRowDot(const Tensor& a, const Tensor& index, const Tensor& b, const Tensor& out);
+void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Tensor& index);
 
 }  // namespace sb::cuda

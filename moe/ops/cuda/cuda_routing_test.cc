@@ -133,6 +133,14 @@ TEST_F(CudaRouting, RouterLossesAndSummaryMatchCpu) {
   SB_EXPECT_TENSOR_NEAR(ToCpu(zg), z, Tol(DType::kF32, 4.0));
 }
 
+TEST_F(CudaRouting, PaddedRowIndexMatchesCpu) {
+  const std::vector<int64_t> rows = {5, 0, 17, 3, 0, 9};
+  Tensor index = Tensor::Empty({34}, DType::kI32), ig = Tensor::Empty({34}, DType::kI32, Device::kCuda);
+  ops::PaddedRowIndex(rows, 20, index);
+  ops::PaddedRowIndex(rows, 20, ig);
+  EXPECT_TRUE(BitwiseEqual(ig, ToGpu(index)));
+}
+
 TEST_F(CudaRouting, RowGatherScatterAndDotMatchCpuDeterministically) {
   const int64_t N = 60, M = 500, D = 40;
   std::vector<int32_t> index(M);

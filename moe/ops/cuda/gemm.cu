@@ -48,6 +48,24 @@ struct GroupView {
   int64_t Stride(int64_t group_rows) const { return stacked ? r * w : group_rows * w; }
 };
 
+// Device pointer arrays for cublasGemmGroupedBatchedEx, passed as kernel
+// parameters (3 x 128 pointers fit the 4 KiB parameter space).
+constexpr int kPointersPerLaunch = 128;
+struct PointerBatch {
+  int count;
+  const void* a[kPointersPerLaunch];
+  const void* b[kPointersPerLaunch];
+  void* c[kPointersPerLaunch];
+};
+
+__global__ void WritePointersKernel(PointerBatch batch, void** a, void** b, void** c) {
+  const int i = threadIdx.x;
+  if (i >= batch.count) return;
+  a[i] = const_cast<void*>(batch.a[i]);
+  b[i] = const_cast<void*>(batch.b[i]);
+  c[i] = batch.c[i];
+}
+
 GroupView ViewOf(const Tensor& t) {
   GroupView v;
   v.base = static_cast<char*>(t.raw());
@@ -139,12 +157,27 @@ void GroupedGemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, c
     return;
   }
   // Grouped: one problem per group (group_size 1); host shape arrays, device
-  // pointer arrays (copied from pageable memory: staged before returning).
+  // pointer arrays written by a kernel from its parameters (no host-to-device
+  // copy, which could wait for the queued work).
   const int count = static_cast<int>(problems.size());
   std::vector<cublasOperation_t> opa(count, op_a), opb(count, op_b);
   std::vector<int> ms(count), ns(count), ks(count), ldas(count), ldbs(count), ldcs(count), ones(count, 1);
   std::vector<float> alphas(count, alpha_f), betas(count, beta_f);
-  std::vector<const void*> host_ptrs(3 * static_cast<size_t>(count));
+  Tensor ptrs = Tensor::Empty({3 * int64_t{count}}, DType::kI64, Device::kCuda);
+  void** dev = static_cast<void**>(ptrs.raw());
+  for (int first = 0; first < count; first += kPointersPerLaunch) {
+    PointerBatch batch;
+    batch.count = std::min(kPointersPerLaunch, count - first);
+    for (int i = 0; i < batch.count; ++i) {
+      const Problem& p = problems[first + i];
+      batch.a[i] = p.A;
+      batch.b[i] = p.B;
+      batch.c[i] = p.C;
+    }
+    WritePointersKernel<<<1, kPointersPerLaunch, 0, kStream>>>(batch, dev + first, dev + count + first,
+                                                                dev + 2 * count + first);
+  }
+  CheckLaunch();
   for (int i = 0; i < count; ++i) {
     const Problem& p = problems[i];
     ms[i] = p.m;
@@ -153,18 +186,11 @@ void GroupedGemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, c
     ldas[i] = p.lda;
     ldbs[i] = p.ldb;
     ldcs[i] = p.ldc;
-    host_ptrs[i] = p.A;
-    host_ptrs[count + i] = p.B;
-    host_ptrs[2 * count + i] = p.C;
   }
-  Tensor ptrs = Tensor::Empty({3 * int64_t{count}}, DType::kI64, Device::kCuda);
-  SB_CUDA_CHECK(cudaMemcpyAsync(ptrs.raw(), host_ptrs.data(), host_ptrs.size() * sizeof(void*),
-                                cudaMemcpyHostToDevice, kStream));
-  const void* const* dev = static_cast<const void* const*>(ptrs.raw());
   const cublasStatus_t st = cublasGemmGroupedBatchedEx(
-      Handle(), opa.data(), opb.data(), ms.data(), ns.data(), ks.data(), alphas.data(), dev, ta,
-      ldas.data(), dev + count, ta, ldbs.data(), betas.data(), const_cast<void* const*>(dev + 2 * count),
-      tc, ldcs.data(), count, ones.data(), CUBLAS_COMPUTE_32F);
+      Handle(), opa.data(), opb.data(), ms.data(), ns.data(), ks.data(), alphas.data(),
+      const_cast<const void* const*>(dev), ta, ldas.data(), const_cast<const void* const*>(dev + count), ta,
+      ldbs.data(), betas.data(), dev + 2 * count, tc, ldcs.data(), count, ones.data(), CUBLAS_COMPUTE_32F);
   if (st == CUBLAS_STATUS_SUCCESS) return;
   SB_CHECK(st == CUBLAS_STATUS_NOT_SUPPORTED) << "cublasGemmGroupedBatchedEx: " << cublasGetStatusString(st);
   // A dtype combination this cuBLAS does not group: one GEMM per group.

@@ -62,6 +62,26 @@ __global__ void GatherRowDotKernel(const T* a, const int32_t* index, const T* b,
   if (threadIdx.x == 0) Store(out, r, total);
 }
 
+// Group offsets as a kernel argument (no host-to-device copy).
+constexpr int kMaxPadGroups = 256;
+struct GroupOffsets {
+  int groups;
+  int64_t pad_rows;
+  int64_t offset[kMaxPadGroups + 1];
+};
+
+__global__ void PaddedRowIndexKernel(GroupOffsets o, int32_t* index, int64_t n) {
+  for (int64_t m = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; m < n;
+       m += int64_t{gridDim.x} * blockDim.x) {
+    int lo = 0, hi = o.groups;  // the group g with offset[g] <= m < offset[g + 1]
+    while (hi - lo > 1) {
+      const int mid = (lo + hi) / 2;
+      if (o.offset[mid] <= m) lo = mid; else hi = mid;
+    }
+    index[m] = static_cast<int32_t>(lo * o.pad_rows + (m - o.offset[lo]));
+  }
+}
+
 int Bits(int64_t n) {
   int bits = 1;
   while ((int64_t{1} << bits) < n) ++bits;
@@ -121,7 +141,7 @@ void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst, c
       nullptr, temp_bytes, Ptr<const uint32_t>(index), Ptr<uint32_t>(keys_out),
       Ptr<const uint32_t>(sources_in), Ptr<uint32_t>(sources_out), static_cast<int>(m), 0, end_bit,
       kStream));
-  Tensor temp = Tensor::Empty({static_cast<int64_t>(temp_bytes) + 1}, DType::kI32, Device::kCuda);
+  Tensor temp = Tensor::Empty({static_cast<int64_t>(temp_bytes) / 4 + 1}, DType::kI32, Device::kCuda);
   SB_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       temp.raw(), temp_bytes, Ptr<const uint32_t>(index), Ptr<uint32_t>(keys_out),
       Ptr<const uint32_t>(sources_in), Ptr<uint32_t>(sources_out), static_cast<int>(m), 0, end_bit,
@@ -138,6 +158,26 @@ void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst, c
       });
     });
   });
+  CheckLaunch();
+}
+
+void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Tensor& index) {
+  const int groups = static_cast<int>(rows.size());
+  SB_CHECK(groups <= kMaxPadGroups && index.dtype() == DType::kI32)
+      << "PaddedRowIndex on the GPU takes up to " << kMaxPadGroups << " groups, got " << groups;
+  GroupOffsets o;
+  o.groups = groups;
+  o.pad_rows = pad_rows;
+  o.offset[0] = 0;
+  for (int g = 0; g < groups; ++g) {
+    SB_CHECK(rows[g] >= 0 && rows[g] <= pad_rows) << "PaddedRowIndex: " << rows[g] << " rows exceed "
+                                                  << pad_rows;
+    o.offset[g + 1] = o.offset[g] + rows[g];
+  }
+  SB_CHECK_EQ(index.numel(), o.offset[groups]);
+  if (index.numel() == 0) return;
+  PaddedRowIndexKernel<<<Blocks(index.numel()), kThreads, 0, kStream>>>(o, Ptr<int32_t>(index),
+                                                                          index.numel());
   CheckLaunch();
 }
 
