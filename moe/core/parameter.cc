@@ -65,6 +65,8 @@ void InitNormal(Parameter& p, uint64_t seed, double std) {
   double* h = host.data<double>();
   for (int64_t s = 0; s < slices; ++s) {
     const uint64_t key = StreamKey({seed, HashName(p.SliceName(s))});
+    // Counter-based draws: any split over threads gives the same values.
+#pragma omp parallel for schedule(static) if (per_slice > (1 << 16))
     for (int64_t i = 0; i < per_slice; ++i) h[s * per_slice + i] = std * NormalAt(key, i);
   }
   if (p.value.dtype() == DType::kF64 && p.value.device() == Device::kCpu) {

@@ -164,6 +164,7 @@ void Convert(const Tensor& src, const Tensor& dst) {
       default: SB_CHECK(false) << "Convert from " << src.ToString(); return 0;
     }
   };
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
     const double v = read(i);
     switch (dst.dtype()) {
