@@ -9,7 +9,6 @@
 // For each: forward (x W1^T), data gradient (dh W1), weight gradient (dh^T x).
 //   gpu_expert_gemm_bench --config configs/gpu_1b.textproto [--set k=v]... [--iters 20] [--json F]
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -18,17 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "launch/flags.h"
+#include "benchmarks/bench_main.h"
 #include "launch/model_factory.h"
 #include "moe/core/device_memory.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
 namespace {
-
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Seconds per call of f, the median of `iters` timed calls after 3 warm-ups.
 template <typename F>
@@ -37,22 +32,18 @@ double Time(int iters, F&& f) {
   std::vector<double> t;
   for (int i = 0; i < iters; ++i) {
     DeviceSynchronize();
-    const double t0 = Now();
+    const double t0 = bench::Now();
     f();
     DeviceSynchronize();
-    t.push_back(Now() - t0);
+    t.push_back(bench::Now() - t0);
   }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return bench::Median(t);
 }
 
 absl::Status Run(const Flags& flags) {
   if (CudaDeviceCount() == 0) return absl::FailedPreconditionError("no CUDA device or driver");
-  auto config = LoadConfigFile(flags.Get("config", "configs/gpu_1b.textproto"));
+  auto config = bench::LoadConfig(flags, "configs/gpu_1b.textproto", {"parallel.expert_parallel_size=1"});
   if (!config.ok()) return config.status();
-  for (const std::string& assignment : flags.All("set")) {
-    if (absl::Status s = ApplyOverride(assignment, &*config); !s.ok()) return s;
-  }
   auto iters = flags.GetInt("iters", 20);
   if (!iters.ok()) return iters.status();
   const ModelOptions o = ModelOptionsFromConfig(*config);
@@ -133,21 +124,10 @@ absl::Status Run(const Flags& flags) {
 }  // namespace sb
 
 int main(int argc, char** argv) {
-  const std::vector<sb::FlagSpec> specs = {
-      {"config", "TrainConfig text file (default configs/gpu_1b.textproto)"},
-      {"set", "override a config field, a.b=value (repeatable)", false, true},
-      {"iters", "timed calls per GEMM (default 20)"},
-      {"json", "write the results here"},
-  };
-  auto flags = sb::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc), specs);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "gpu_expert_gemm_bench: %s\n\n%s", std::string(flags.status().message()).c_str(),
-                 sb::FlagsUsage("gpu_expert_gemm_bench", specs).c_str());
-    return 2;
-  }
-  if (absl::Status s = sb::Run(*flags); !s.ok()) {
-    std::fprintf(stderr, "gpu_expert_gemm_bench: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return sb::bench::Main(argc, argv, "gpu_expert_gemm_bench",
+                         {{"config", "TrainConfig text file (default configs/gpu_1b.textproto)"},
+                          {"set", "override a config field, a.b=value (repeatable)", false, true},
+                          {"iters", "timed calls per GEMM (default 20)"},
+                          {"json", "write the results here"}},
+                         sb::Run);
 }

@@ -10,8 +10,6 @@
 // initial loss is ln(vocab) within 1 (small init: logits of std init_std * sqrt(d))
 // and the loss and gradient norm stay finite and the loss falls on the
 // one repeated batch.
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -19,8 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "benchmarks/bench_main.h"
 #include "benchmarks/gpu_peak.h"
-#include "launch/flags.h"
 #include "launch/model_factory.h"
 #include "moe/core/device_memory.h"
 #include "moe/core/rng.h"
@@ -30,30 +28,19 @@
 namespace sb {
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n == 0 ? 0.0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::Median;
+using bench::Now;
 
 absl::Status Run(const Flags& flags) {
   if (CudaDeviceCount() == 0) {
     return absl::FailedPreconditionError(CudaBuilt() ? "no CUDA device or driver: nothing to time"
                                                      : "built without CUDA (SB_CUDA=OFF)");
   }
-  auto config = LoadConfigFile(flags.Get("config", "configs/gpu_1b.textproto"));
+  // One GPU: experts all local; the config's own precision unless --set.
+  auto config = bench::LoadConfig(flags, "configs/gpu_1b.textproto",
+                                  {"parallel.expert_parallel_size=1", "train.device=CUDA",
+                                   "train.grad_accum_steps=1"});
   if (!config.ok()) return config.status();
-  // One GPU: experts all local; the config's own device and precision otherwise.
-  for (const char* o : {"parallel.expert_parallel_size=1", "train.device=CUDA", "train.grad_accum_steps=1"}) {
-    if (absl::Status s = ApplyOverride(o, &*config); !s.ok()) return s;
-  }
-  for (const std::string& assignment : flags.All("set")) {
-    if (absl::Status s = ApplyOverride(assignment, &*config); !s.ok()) return s;
-  }
-  if (absl::Status s = ValidateConfig(*config, /*world_size=*/1); !s.ok()) return s;
   auto warmup = flags.GetInt("warmup", 3), iters = flags.GetInt("iters", 10);
   if (!warmup.ok()) return warmup.status();
   if (!iters.ok()) return iters.status();
@@ -176,22 +163,11 @@ absl::Status Run(const Flags& flags) {
 }  // namespace sb
 
 int main(int argc, char** argv) {
-  const std::vector<sb::FlagSpec> specs = {
-      {"config", "TrainConfig text file (default configs/gpu_1b.textproto)"},
-      {"set", "override a config field, a.b=value (repeatable)", false, true},
-      {"warmup", "untimed steps after the validation step (default 3)"},
-      {"iters", "timed steps (default 10)"},
-      {"json", "write the results here"},
-  };
-  auto flags = sb::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc), specs);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "gpu_step_bench: %s\n\n%s", std::string(flags.status().message()).c_str(),
-                 sb::FlagsUsage("gpu_step_bench", specs).c_str());
-    return 2;
-  }
-  if (absl::Status s = sb::Run(*flags); !s.ok()) {
-    std::fprintf(stderr, "gpu_step_bench: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return sb::bench::Main(argc, argv, "gpu_step_bench",
+                         {{"config", "TrainConfig text file (default configs/gpu_1b.textproto)"},
+                          {"set", "override a config field, a.b=value (repeatable)", false, true},
+                          {"warmup", "untimed steps after the validation step (default 3)"},
+                          {"iters", "timed steps (default 10)"},
+                          {"json", "write the results here"}},
+                         sb::Run);
 }

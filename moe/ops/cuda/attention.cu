@@ -43,18 +43,9 @@ __global__ void DkvKernel(AttentionLayout L, const float* q, const float* k, con
 constexpr int kAttentionThreads = 128;
 
 AttentionLayout Layout(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
-  AttentionLayout L;
-  L.S = seq_len;
-  L.B = q.dim(0) / seq_len;
-  L.H = lse.dim(1);
-  L.hd = q.dim(1) / L.H;
-  L.Hkv = k.dim(1) / L.hd;
-  L.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(L.hd)));
-  SB_CHECK(L.B * L.S == q.dim(0) && L.H * L.hd == q.dim(1) && L.Hkv * L.hd == k.dim(1) &&
-           L.Hkv > 0 && L.H % L.Hkv == 0 && lse.dtype() == DType::kF32 &&
-           lse.numel() == L.B * L.H * L.S)
-      << "attention shapes q " << q.ToString() << " k " << k.ToString() << " lse " << lse.ToString();
-  return L;
+  const AttentionSizes s = AttentionSizesOf(q, k, lse, seq_len);
+  return AttentionLayout{s.B, s.S, s.H, s.Hkv, s.hd,
+                         static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd)))};
 }
 
 void CheckReference(const AttentionLayout& L, std::initializer_list<const Tensor*> ts) {
@@ -68,6 +59,20 @@ void CheckReference(const AttentionLayout& L, std::initializer_list<const Tensor
 }
 
 }  // namespace
+
+AttentionSizes AttentionSizesOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
+  AttentionSizes s;
+  s.S = seq_len;
+  s.B = q.dim(0) / seq_len;
+  s.H = lse.dim(1);
+  s.hd = s.H > 0 ? q.dim(1) / s.H : 0;
+  s.Hkv = s.hd > 0 ? k.dim(1) / s.hd : 0;
+  SB_CHECK(s.B * s.S == q.dim(0) && s.H * s.hd == q.dim(1) && s.Hkv * s.hd == k.dim(1) &&
+           s.Hkv > 0 && s.H % s.Hkv == 0 && lse.dtype() == DType::kF32 &&
+           lse.numel() == s.B * s.H * s.S)
+      << "attention shapes q " << q.ToString() << " k " << k.ToString() << " lse " << lse.ToString();
+  return s;
+}
 
 void ReferenceAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
                                const Tensor& lse, const Tensor& out) {

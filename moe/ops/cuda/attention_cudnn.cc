@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <map>
 #include <memory>
@@ -78,10 +79,14 @@ void Check(fe::error_t e, const char* what) {
   SB_CHECK(e.is_good()) << "cuDNN attention (" << what << "): " << e.get_message();
 }
 
-struct Shape5 {
-  int64_t B, S, H, Hkv, hd;
-  bool operator<(const Shape5& o) const {
-    return std::tie(B, S, H, Hkv, hd) < std::tie(o.B, o.S, o.H, o.Hkv, o.hd);
+using Shape5 = AttentionSizes;
+// Plan cache key: (backward, sizes).
+struct PlanKey {
+  bool backward;
+  Shape5 s;
+  bool operator<(const PlanKey& o) const {
+    return std::tie(backward, s.B, s.S, s.H, s.Hkv, s.hd) <
+           std::tie(o.backward, o.s.B, o.s.S, o.s.H, o.s.Hkv, o.s.hd);
   }
 };
 
@@ -115,14 +120,18 @@ struct Plan {
   int64_t workspace = 0;
 };
 
-void Finish(Plan& plan, cudnnHandle_t handle) {
+// Validates, picks an engine and builds it; the first failing stage's error.
+fe::error_t Finish(Plan& plan, cudnnHandle_t handle) {
   fe::graph::Graph& g = *plan.graph;
-  Check(g.validate(), "validate");
-  Check(g.build_operation_graph(handle), "build_operation_graph");
-  Check(g.create_execution_plans({fe::HeurMode_t::A}), "create_execution_plans");
-  Check(g.check_support(handle), "check_support");
-  Check(g.build_plans(handle), "build_plans");
-  Check(g.get_workspace_size(plan.workspace), "get_workspace_size");
+  for (fe::error_t e : {g.validate(), g.build_operation_graph(handle),
+                        g.create_execution_plans({fe::HeurMode_t::A})}) {
+    if (!e.is_good()) return e;
+  }
+  fe::error_t e = g.check_support(handle);
+  if (!e.is_good()) return e;
+  e = g.build_plans(handle);
+  if (!e.is_good()) return e;
+  return g.get_workspace_size(plan.workspace);
 }
 
 std::shared_ptr<fe::graph::Graph> NewGraph() {
@@ -147,11 +156,12 @@ Plan BuildForward(const Shape5& s, cudnnHandle_t handle) {
   AsOutput(*o, kO, s, s.H);
   stats->set_output(true).set_uid(kStats).set_data_type(fe::DataType_t::FLOAT);
   stats->set_dim({s.B, s.H, s.S, 1}).set_stride({s.H * s.S, s.S, 1, 1});
-  Finish(plan, handle);
+  Check(Finish(plan, handle), "forward");
   return plan;
 }
 
-Plan BuildBackward(const Shape5& s, cudnnHandle_t handle) {
+// deterministic: cuDNN's deterministic backward algorithm (bitwise resume).
+fe::error_t BuildBackward(const Shape5& s, cudnnHandle_t handle, bool deterministic, Plan* out) {
   Plan plan;
   plan.graph = NewGraph();
   fe::graph::Graph& g = *plan.graph;
@@ -161,13 +171,31 @@ Plan BuildBackward(const Shape5& s, cudnnHandle_t handle) {
   auto options = fe::graph::SDPA_backward_attributes()
                      .set_name("causal_gqa_attention_backward")
                      .set_causal_mask(true)
-                     .set_deterministic_algorithm(true)
+                     .set_deterministic_algorithm(deterministic)
                      .set_attn_scale(static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd))));
   auto [dq, dk, dv] = g.sdpa_backward(q, k, v, o, d_o, stats, options);
   AsOutput(*dq, kDq, s, s.H);
   AsOutput(*dk, kDk, s, s.Hkv);
   AsOutput(*dv, kDv, s, s.Hkv);
-  Finish(plan, handle);
+  const fe::error_t e = Finish(plan, handle);
+  if (e.is_good()) *out = std::move(plan);
+  return e;
+}
+
+// The deterministic backward, or, where this cuDNN has no deterministic
+// engine for the shape, the default one with a loud warning (the run is
+// then not bitwise reproducible).
+Plan BuildBackward(const Shape5& s, cudnnHandle_t handle) {
+  Plan plan;
+  fe::error_t e = BuildBackward(s, handle, /*deterministic=*/true, &plan);
+  if (e.is_good()) return plan;
+  std::fprintf(stderr,
+               "switchboard: WARNING: cuDNN has no deterministic attention backward for B=%lld "
+               "S=%lld H=%lld Hkv=%lld hd=%lld (%s); using its default algorithm: runs are not "
+               "bitwise reproducible\n",
+               static_cast<long long>(s.B), static_cast<long long>(s.S), static_cast<long long>(s.H),
+               static_cast<long long>(s.Hkv), static_cast<long long>(s.hd), e.get_message().c_str());
+  Check(BuildBackward(s, handle, /*deterministic=*/false, &plan), "backward");
   return plan;
 }
 
@@ -176,9 +204,9 @@ Plan BuildBackward(const Shape5& s, cudnnHandle_t handle) {
 // failures by exception, which end the job like every other failed check.
 Plan& CachedPlan(bool backward, const Shape5& s) {
   static std::mutex mu;
-  static std::map<std::pair<bool, Shape5>, Plan> cache;
+  static std::map<PlanKey, Plan> cache;
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find({backward, s});
+  auto it = cache.find(PlanKey{backward, s});
   if (it != cache.end()) return it->second;
   cudnnHandle_t handle = Handle();
   Plan plan;
@@ -189,22 +217,7 @@ Plan& CachedPlan(bool backward, const Shape5& s) {
                     << " S=" << s.S << " H=" << s.H << " Hkv=" << s.Hkv << " hd=" << s.hd << ": "
                     << e.what();
   }
-  return cache.emplace(std::make_pair(backward, s), std::move(plan)).first->second;
-}
-
-Shape5 ShapeOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
-  Shape5 s;
-  s.S = seq_len;
-  s.B = q.dim(0) / seq_len;
-  s.H = lse.dim(1);
-  s.hd = q.dim(1) / s.H;
-  s.Hkv = k.dim(1) / s.hd;
-  SB_CHECK(s.B * s.S == q.dim(0) && s.H * s.hd == q.dim(1) && s.Hkv * s.hd == k.dim(1) &&
-           s.Hkv > 0 && s.H % s.Hkv == 0 && lse.dtype() == DType::kF32 &&
-           lse.numel() == s.B * s.H * s.S)
-      << "cuDNN attention shapes q " << q.ToString() << " k " << k.ToString() << " lse "
-      << lse.ToString();
-  return s;
+  return cache.emplace(PlanKey{backward, s}, std::move(plan)).first->second;
 }
 
 void CheckBf16(std::initializer_list<const Tensor*> ts) {
@@ -231,7 +244,7 @@ std::string CudnnLoadError() { return LoadCudnn(); }
 void CudnnAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
                            const Tensor& lse, const Tensor& out) {
   CheckBf16({&q, &k, &v, &out});
-  const Shape5 s = ShapeOf(q, k, lse, seq_len);
+  const Shape5 s = AttentionSizesOf(q, k, lse, seq_len);
   if (s.B == 0) return;
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()}, {kK, k.raw()}, {kV, v.raw()}, {kO, out.raw()}, {kStats, lse.raw()}};
@@ -242,7 +255,7 @@ void CudnnAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, c
                             const Tensor& lse, const Tensor& dout, int seq_len, const Tensor& dq,
                             const Tensor& dk, const Tensor& dv) {
   CheckBf16({&q, &k, &v, &out, &dout, &dq, &dk, &dv});
-  const Shape5 s = ShapeOf(q, k, lse, seq_len);
+  const Shape5 s = AttentionSizesOf(q, k, lse, seq_len);
   if (s.B == 0) return;
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()},   {kK, k.raw()},   {kV, v.raw()},    {kO, out.raw()},  {kStats, lse.raw()},

@@ -13,17 +13,13 @@ namespace sb {
 namespace {
 
 using cuda_test::BitwiseEqual;
+using cuda_test::R;
 using cuda_test::RoundedBf16;
 using cuda_test::Tol;
 using cuda_test::ToCpu;
 using cuda_test::ToGpu;
-using testing::RandomTensor;
 
 class CudaRouting : public cuda_test::CudaTest {};
-
-Tensor R(const Shape& shape, uint64_t seed, double std = 1.0) {
-  return RandomTensor(shape, seed, std, DType::kF32);
-}
 
 TEST_F(CudaRouting, JitterDrawsTheCpuBits) {
   Tensor x = R({40, 30}, 1);

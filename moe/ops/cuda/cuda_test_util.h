@@ -47,6 +47,11 @@ inline Tensor ToCpu(const Tensor& gpu) {
   return out;
 }
 
+// A CPU f32 tensor of N(0, std^2) entries from stream `seed`.
+inline Tensor R(const Shape& shape, uint64_t seed, double std = 1.0) {
+  return testing::RandomTensor(shape, seed, std, DType::kF32);
+}
+
 // The CPU f32 tensor rounded through bf16 (the inputs a bf16 op really saw).
 inline Tensor RoundedBf16(const Tensor& cpu) { return ToCpu(ToGpu(cpu, DType::kBF16)); }
 
