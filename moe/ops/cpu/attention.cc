@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "moe/ops/attention_sizes.h"
 #include "moe/ops/cpu/fast_math.h"
 #include "moe/ops/dispatch.h"
 #include "moe/ops/ops.h"
@@ -84,25 +85,16 @@ namespace {
 // and causality trims the keys to the block's last row.
 constexpr int64_t kQueryBlock = 64;
 
-struct AttentionDims {
-  int64_t B, S, H, Hkv, hd, group, qw, kw;
+struct AttentionDims : AttentionSizes {
+  int64_t group, qw, kw;
 };
 
 AttentionDims Dims(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
   AttentionDims d;
-  d.S = seq_len;
-  d.B = q.dim(0) / seq_len;
-  d.H = lse.dim(1);
-  d.hd = d.H > 0 ? q.dim(1) / d.H : 0;
-  d.Hkv = d.hd > 0 ? k.dim(1) / d.hd : 0;
-  d.group = d.Hkv > 0 ? d.H / d.Hkv : 0;
+  static_cast<AttentionSizes&>(d) = AttentionSizesOf(q, k, lse, seq_len);
+  d.group = d.AttentionSizes::group();
   d.qw = d.H * d.hd;
   d.kw = d.Hkv * d.hd;
-  SB_CHECK(d.B * d.S == q.dim(0) && d.H * d.hd == q.dim(1) && d.Hkv * d.hd == k.dim(1) &&
-           d.Hkv * d.group == d.H)
-      << "attention shapes q " << q.ToString() << " k " << k.ToString() << " lse "
-      << lse.ToString();
-  CheckShape(lse, {d.B, d.H, d.S}, "attention lse");
   return d;
 }
 

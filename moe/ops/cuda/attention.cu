@@ -4,6 +4,7 @@
 // per-thread code a CPU test checks).
 #include <cmath>
 
+#include "moe/ops/attention_sizes.h"
 #include "moe/ops/cuda/cuda_common.cuh"
 #include "moe/ops/cuda/cuda_ops.h"
 #include "moe/ops/kernels/attention_reference.h"
@@ -43,7 +44,8 @@ __global__ void DkvKernel(AttentionLayout L, const float* q, const float* k, con
 constexpr int kAttentionThreads = 128;
 
 AttentionLayout Layout(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
-  const AttentionSizes s = AttentionSizesOf(q, k, lse, seq_len);
+  const ops::AttentionSizes s = ops::AttentionSizesOf(q, k, lse, seq_len);
+  SB_CHECK(lse.dtype() == DType::kF32) << "attention lse is f32 on the GPU, got " << lse.ToString();
   return AttentionLayout{s.B, s.S, s.H, s.Hkv, s.hd,
                          static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.hd)))};
 }
@@ -59,20 +61,6 @@ void CheckReference(const AttentionLayout& L, std::initializer_list<const Tensor
 }
 
 }  // namespace
-
-AttentionSizes AttentionSizesOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
-  AttentionSizes s;
-  s.S = seq_len;
-  s.B = q.dim(0) / seq_len;
-  s.H = lse.dim(1);
-  s.hd = s.H > 0 ? q.dim(1) / s.H : 0;
-  s.Hkv = s.hd > 0 ? k.dim(1) / s.hd : 0;
-  SB_CHECK(s.B * s.S == q.dim(0) && s.H * s.hd == q.dim(1) && s.Hkv * s.hd == k.dim(1) &&
-           s.Hkv > 0 && s.H % s.Hkv == 0 && lse.dtype() == DType::kF32 &&
-           lse.numel() == s.B * s.H * s.S)
-      << "attention shapes q " << q.ToString() << " k " << k.ToString() << " lse " << lse.ToString();
-  return s;
-}
 
 void ReferenceAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
                                const Tensor& lse, const Tensor& out) {

@@ -26,6 +26,7 @@
 
 #include <cudnn_frontend.h>
 
+#include "moe/ops/attention_sizes.h"
 #include "moe/ops/cuda/check_cuda.h"
 #include "moe/ops/cuda/cuda_ops.h"
 
@@ -79,7 +80,7 @@ void Check(fe::error_t e, const char* what) {
   SB_CHECK(e.is_good()) << "cuDNN attention (" << what << "): " << e.get_message();
 }
 
-using Shape5 = AttentionSizes;
+using Shape5 = ops::AttentionSizes;
 // Plan cache key: (backward, sizes).
 struct PlanKey {
   bool backward;
@@ -244,7 +245,8 @@ std::string CudnnLoadError() { return LoadCudnn(); }
 void CudnnAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
                            const Tensor& lse, const Tensor& out) {
   CheckBf16({&q, &k, &v, &out});
-  const Shape5 s = AttentionSizesOf(q, k, lse, seq_len);
+  const Shape5 s = ops::AttentionSizesOf(q, k, lse, seq_len);
+  SB_CHECK(lse.dtype() == DType::kF32) << "attention lse is f32 on the GPU, got " << lse.ToString();
   if (s.B == 0) return;
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()}, {kK, k.raw()}, {kV, v.raw()}, {kO, out.raw()}, {kStats, lse.raw()}};
@@ -255,7 +257,8 @@ void CudnnAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v, c
                             const Tensor& lse, const Tensor& dout, int seq_len, const Tensor& dq,
                             const Tensor& dk, const Tensor& dv) {
   CheckBf16({&q, &k, &v, &out, &dout, &dq, &dk, &dv});
-  const Shape5 s = AttentionSizesOf(q, k, lse, seq_len);
+  const Shape5 s = ops::AttentionSizesOf(q, k, lse, seq_len);
+  SB_CHECK(lse.dtype() == DType::kF32) << "attention lse is f32 on the GPU, got " << lse.ToString();
   if (s.B == 0) return;
   std::unordered_map<int64_t, void*> pack = {
       {kQ, q.raw()},   {kK, k.raw()},   {kV, v.raw()},    {kO, out.raw()},  {kStats, lse.raw()},

@@ -39,11 +39,7 @@ void Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int seq_len, bo
 
 // Attention: bf16 goes to cuDNN's fused SDPA (attention_cudnn.cc), f32 to
 // the own kernels below, which also serve as the reference in tests.
-struct AttentionSizes {
-  int64_t B, S, H, Hkv, hd;
-};
-// The sizes of q [B*S, H*hd], k [B*S, Hkv*hd], lse [B, H, S] (f32), checked.
-AttentionSizes AttentionSizesOf(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len);
+// (Sizes of a call: moe/ops/attention_sizes.h; lse is f32 on the GPU.)
 void CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
                             const Tensor& lse, const Tensor& out);
 void CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
