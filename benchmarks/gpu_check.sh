@@ -45,7 +45,8 @@ dirs = []
 try:
     import nvidia
     for base in nvidia.__path__:
-        dirs += sorted(glob.glob(os.path.join(base, "*", "lib")))
+        # nvidia/cudnn/lib, nvidia/nccl/lib, ... and CUDA 13's nvidia/cu13/lib
+        dirs += sorted(glob.glob(os.path.join(base, "*", "lib")) + glob.glob(os.path.join(base, "*", "lib64")))
 except Exception:
     pass
 try:

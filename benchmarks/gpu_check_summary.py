@@ -17,7 +17,7 @@ import sys
 # "Precision"): f32 differs from the CPU only in summation order, but a
 # routing decision flipped by rounding moves the curve a little; bf16 keeps
 # 8 significant bits of activations and GEMM inputs.
-FP32_MAX_ABS = 0.02
+FP32_MAX_ABS = 0.05
 BF16_MAX_ABS = 0.15
 BF16_MEAN_LAST10 = 0.05
 

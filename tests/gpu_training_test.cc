@@ -79,16 +79,20 @@ class GpuTraining : public ::testing::Test {
     return r;
   }
 
+  // Every step of `got` (a resumed run has only the later ones) against the
+  // same step of `want`; then the final weights, unless weight_tol < 0.
   static void ExpectClose(const Run& got, const Run& want, double loss_tol, double weight_tol,
                           const char* what) {
     ASSERT_TRUE(got.ok && want.ok) << what;
-    for (const auto& [step, m] : want.steps) {
-      ASSERT_EQ(got.steps.count(step), 1u) << what << " step " << step;
-      const StepMetrics& g = got.steps.at(step);
+    ASSERT_FALSE(got.steps.empty()) << what;
+    for (const auto& [step, g] : got.steps) {
+      ASSERT_EQ(want.steps.count(step), 1u) << what << " step " << step;
+      const StepMetrics& m = want.steps.at(step);
       EXPECT_NEAR(g.loss, m.loss, loss_tol) << what << " loss, step " << step;
       EXPECT_NEAR(g.aux_loss, m.aux_loss, loss_tol) << what << " aux loss, step " << step;
       EXPECT_NEAR(g.grad_norm, m.grad_norm, 10 * loss_tol * (1 + m.grad_norm)) << what << " step " << step;
     }
+    if (weight_tol < 0) return;
     ASSERT_EQ(got.weights.size(), want.weights.size());
     double worst = 0;
     size_t at = 0;
@@ -115,9 +119,10 @@ TEST_F(GpuTraining, Bf16StepsTrackCpu) {
   const Run cpu = Train(With("CPU", "FP32"), "");
   const Run gpu = Train(With("CUDA", "BF16"), "");
   // bf16 activations and GEMM inputs (8 significant bits): the loss of a
-  // ~5.5-nat model moves by ~1e-2; weights after 4 Adam steps of 3e-3 by a
-  // fraction of one step.
-  ExpectClose(gpu, cpu, 5e-2, 5e-3, "bf16");
+  // ~5.5-nat model moves by ~1e-2. Weights are not compared: a routing
+  // choice flipped by bf16 rounding changes an expert's gradient sign, and
+  // Adam turns that into a full step of lr.
+  ExpectClose(gpu, cpu, 5e-2, -1, "bf16");
 }
 
 TEST_F(GpuTraining, DeterministicAndBitwiseResumeOnGpu) {
