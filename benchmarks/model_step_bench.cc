@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "launch/flags.h"
+#include "benchmarks/bench_main.h"
 #include "launch/model_factory.h"
 #include "moe/core/rng.h"
 #include "moe/io/model_weights.h"
@@ -38,15 +38,8 @@
 namespace sb {
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+using bench::Median;
+using bench::Now;
 
 std::string JsonList(const std::vector<double>& v) {
   return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double x) {
@@ -94,12 +87,8 @@ std::string OptionsJson(const ModelOptions& o, const TrainConfig& c) {
 }
 
 absl::Status Run(const Flags& flags) {
-  auto config = LoadConfigFile(flags.Get("config", "configs/tiny.textproto"));
+  auto config = bench::LoadConfig(flags, "configs/tiny.textproto");
   if (!config.ok()) return config.status();
-  for (const std::string& assignment : flags.All("set")) {
-    if (absl::Status s = ApplyOverride(assignment, &*config); !s.ok()) return s;
-  }
-  if (absl::Status s = ValidateConfig(*config, /*world_size=*/1); !s.ok()) return s;
   if (config->optimizer().name() != switchboard::OptimizerConfig::ADAMW) {
     return absl::InvalidArgumentError("model_step_bench times AdamW: set optimizer.name=ADAMW");
   }
@@ -199,23 +188,12 @@ absl::Status Run(const Flags& flags) {
 }  // namespace sb
 
 int main(int argc, char** argv) {
-  const std::vector<sb::FlagSpec> specs = {
-      {"config", "TrainConfig text file (default configs/tiny.textproto)"},
-      {"set", "override a config field, a.b=value (repeatable)", false, true},
-      {"warmup", "untimed steps first (default 3)"},
-      {"iters", "timed steps (default 10)"},
-      {"out_dir", "where weights, batch and the JSON report go", false, false, true},
-      {"json", "report path (default OUT_DIR/switchboard.json)"},
-  };
-  auto flags = sb::Flags::Parse(std::vector<std::string>(argv + 1, argv + argc), specs);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "model_step_bench: %s\n\n%s", std::string(flags.status().message()).c_str(),
-                 sb::FlagsUsage("model_step_bench", specs).c_str());
-    return 2;
-  }
-  if (absl::Status s = sb::Run(*flags); !s.ok()) {
-    std::fprintf(stderr, "model_step_bench: %s\n", std::string(s.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return sb::bench::Main(argc, argv, "model_step_bench",
+                         {{"config", "TrainConfig text file (default configs/tiny.textproto)"},
+                          {"set", "override a config field, a.b=value (repeatable)", false, true},
+                          {"warmup", "untimed steps first (default 3)"},
+                          {"iters", "timed steps (default 10)"},
+                          {"out_dir", "where weights, batch and the JSON report go", false, false, true},
+                          {"json", "report path (default OUT_DIR/switchboard.json)"}},
+                         sb::Run);
 }

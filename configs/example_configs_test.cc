@@ -11,6 +11,7 @@
 #include "configs/config.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "moe/core/device_memory.h"
 
 namespace sb {
 namespace {
@@ -40,13 +41,18 @@ TEST(ExampleConfigs, AllParseAndValidate) {
     EXPECT_EQ(configs.count(name), 1u) << "configs/" << name << ".textproto is missing";
   }
   for (auto [name, config] : configs) {
-    // ValidateConfig rejects train.device CUDA until the CUDA training path
-    // is complete (and in CPU-only builds); check everything else.
+    // The smallest world the config runs on: one expert-parallel group. GPU
+    // configs validate as they are on one rank (in a CUDA build), and with
+    // the CPU on their expert-parallel world (one GPU per process for now).
+    const int world_size = std::max(1, config.parallel().expert_parallel_size());
     if (config.train().device() == switchboard::TrainLoopConfig::CUDA) {
+      TrainConfig one_gpu = config;
+      ASSERT_TRUE(ApplyOverride("parallel.expert_parallel_size=1", &one_gpu).ok());
+      if (CudaBuilt()) {
+        EXPECT_TRUE(ValidateConfig(one_gpu, 1).ok()) << name << " on one GPU";
+      }
       ASSERT_TRUE(ApplyOverride("train.device=CPU", &config).ok());
     }
-    // The smallest world the config runs on: one expert-parallel group.
-    const int world_size = std::max(1, config.parallel().expert_parallel_size());
     const absl::Status status = ValidateConfig(config, world_size);
     EXPECT_TRUE(status.ok()) << name << ": " << status;
 

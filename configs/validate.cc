@@ -20,9 +20,6 @@ namespace {
 
 namespace pb = google::protobuf;
 
-// Flip when most ops have CUDA kernels and the trainer runs on CUDA end to end.
-constexpr bool kCudaTrainingComplete = false;
-
 class Violations {
  public:
   template <typename... Parts>
@@ -234,7 +231,7 @@ void CheckSchedule(const TrainConfig& config, Violations* v) {
   v->AtLeast("schedule.decay_steps", s.decay_steps(), 0);
 }
 
-void CheckTrain(const TrainConfig& config, Violations* v) {
+void CheckTrain(const TrainConfig& config, int world_size, Violations* v) {
   const auto& t = config.train();
   v->AtLeast("train.steps", t.steps(), 1);
   v->AtLeast("train.micro_batch_size", t.micro_batch_size(), 1);
@@ -253,15 +250,15 @@ void CheckTrain(const TrainConfig& config, Violations* v) {
   v->AtLeast("train.log_every", t.log_every(), 1);
   v->AtLeast("train.eval_every", t.eval_every(), 0);
   v->AtLeast("train.eval_batches", t.eval_batches(), 1);
-  if (t.device() == switchboard::TrainLoopConfig::CUDA) {
-    if (!CudaBuilt()) {
-      v->Add("train.device = CUDA but this binary was built without CUDA (SB_CUDA=OFF); "
-             "use train.device=CPU or rebuild where nvcc is found");
-    }
-    if (!kCudaTrainingComplete) {
-      v->Add("train.device = CUDA: the CUDA training path is not complete yet (see docs/cuda.md)");
-    }
+  const bool cuda = t.device() == switchboard::TrainLoopConfig::CUDA;
+  if (cuda && !CudaBuilt()) {
+    v->Add("train.device = CUDA but this binary was built without CUDA (SB_CUDA=OFF); "
+           "use train.device=CPU or rebuild where nvcc is found");
   }
+  if (!cuda && t.precision() == switchboard::TrainLoopConfig::BF16) {
+    v->Add("train.precision = BF16 needs train.device = CUDA (the CPU path computes in f32)");
+  }
+  v->AtLeast("train.lm_head_chunk_tokens", t.lm_head_chunk_tokens(), 0);
 }
 
 void CheckCheckpoint(const TrainConfig& config, Violations* v) {
@@ -280,7 +277,7 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
   CheckParallel(config, world_size, &violations);
   CheckOptimizer(config, &violations);
   CheckSchedule(config, &violations);
-  CheckTrain(config, &violations);
+  CheckTrain(config, world_size, &violations);
   CheckCheckpoint(config, &violations);
   return violations.ToStatus();
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian package that the build, the tests and the quickstart
 # need, then the static SentencePiece that data/ links (built from Debian's
-# source package, ~1 minute the first time). Idempotent: does nothing (no
-# apt-get update) when all are present.
+# source package, ~1 minute the first time) and, where the CUDA toolkit is
+# found (and SB_CUDA is not OFF), the pinned cudnn-frontend headers from
+# PyPI into third_party/ (moe/ops/cuda/fetch_cudnn_frontend.sh). Idempotent:
+# does nothing (no apt-get update) when all are present.
 # Usage: bash launch/install_deps.sh
 set -euo pipefail
 
@@ -21,6 +23,12 @@ PACKAGES=(
                    # its libsentencepiece.so is never linked (see build_sentencepiece.sh)
 )
 
+cuda=0
+if [ "${SB_CUDA:-}" != "OFF" ] && { command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; }; then
+  cuda=1
+  PACKAGES+=(python3-pip)  # fetches the cudnn-frontend wheel
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,3 +41,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 echo "[install] Debian packages present"
 bash "$(dirname "${BASH_SOURCE[0]}")/../data/sentencepiece/build_sentencepiece.sh"
+if [ "$cuda" = 1 ]; then
+  bash "$(dirname "${BASH_SOURCE[0]}")/../moe/ops/cuda/fetch_cudnn_frontend.sh"
+fi

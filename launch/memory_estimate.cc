@@ -247,4 +247,15 @@ absl::Status CheckHostMemory(const MemoryEstimate& estimate, int ranks_on_host, 
       "parallel.expert_parallel_size / parallel.zero1"));
 }
 
+absl::Status CheckDeviceMemory(const MemoryEstimate& estimate, double available) {
+  const double need = estimate.device_bytes();
+  if (need <= available) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "this run needs about ", FormatBytes(need), " of GPU memory per rank, but ",
+      FormatBytes(available), " is free on the GPU (cudaMemGetInfo). Estimate: ",
+      estimate.Describe(),
+      ". Reduce train.micro_batch_size or train.seq_len, set train.activation_recompute, or use "
+      "more GPUs with parallel.expert_parallel_size / parallel.zero1"));
+}
+
 }  // namespace sb

@@ -54,9 +54,12 @@ absl::StatusOr<double> HostMemoryAvailable(std::string* source);
 
 // OK when `ranks_on_host` ranks of `estimate` fit into `available` host
 // bytes; ResourceExhausted with the estimate's breakdown and the available
-// memory otherwise. (A device check joins here with cudaMemGetInfo.)
+// memory otherwise.
 absl::Status CheckHostMemory(const MemoryEstimate& estimate, int ranks_on_host, double available,
                              const std::string& source);
+// The same for one rank's device bytes against the GPU's free memory
+// (cudaMemGetInfo; one rank per GPU).
+absl::Status CheckDeviceMemory(const MemoryEstimate& estimate, double available);
 
 // "1.5 GiB", "320 MiB", "12 KiB", "900 B"
 std::string FormatBytes(double bytes);

@@ -32,6 +32,8 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& config) {
   o.router.aux_loss_coef = e.aux_loss_coef();
   o.router.z_loss_coef = e.z_loss_coef();
   o.moe_layers = MoeLayerMask(config);
+  o.lm_head_chunk_tokens = config.train().lm_head_chunk_tokens();
+  o.activation_recompute = config.train().activation_recompute();
   return o;
 }
 

@@ -14,6 +14,7 @@
 #include "moe/io/file_util.h"
 #include "launch/model_factory.h"
 #include "launch/stop_signals.h"
+#include "moe/core/device_memory.h"
 #include "optim/grad_clip.h"
 #include "optim/schedule.h"
 #include "optim/zero1.h"
@@ -101,6 +102,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   t->config_ = config;
   t->run_dir_ = run_dir;
   const auto& train = config.train();
+  if (train.device() == switchboard::TrainLoopConfig::CUDA && CudaDeviceCount() == 0) {
+    return absl::FailedPreconditionError(
+        "train.device = CUDA but no CUDA device is visible (no GPU, no driver, or "
+        "CUDA_VISIBLE_DEVICES hides them); use train.device=CPU");
+  }
   if (config.data().train_path().empty() && config.data().train_mixture_size() == 0) {
     return absl::InvalidArgumentError(
         "data.train_path is empty (and no data.train_mixture): set it in the config or with --set");
@@ -133,9 +139,19 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   }
   t->model_options_ = ModelOptionsFromConfig(config);
   ProcessGrid& grid = *t->grid_;
+  // Where the model runs and in which number formats (docs/cuda.md): on a
+  // GPU, bf16 compute copies of f32 master weights unless train.precision
+  // asks for f32 throughout.
+  const bool on_gpu = train.device() == switchboard::TrainLoopConfig::CUDA;
+  const bool bf16 = on_gpu && train.precision() != switchboard::TrainLoopConfig::FP32;
+  if (bf16 && context.dtype != DType::kF32) {
+    return absl::InvalidArgumentError("bf16 mixed precision keeps f32 master weights");
+  }
   // Before any allocation: a run that cannot fit is refused with the estimate.
   MemoryPlacement placement;
-  placement.param_dtype = placement.activation_dtype = context.dtype;
+  placement.device = on_gpu ? Device::kCuda : Device::kCpu;
+  placement.param_dtype = context.dtype;
+  placement.activation_dtype = bf16 ? DType::kBF16 : context.dtype;
   t->memory_estimate_ = EstimateTrainingMemory(config, grid.world_size(), placement);
   if (context.check_host_memory) {
     std::string source;
@@ -143,6 +159,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     if (available.ok()) {
       if (absl::Status s = CheckHostMemory(t->memory_estimate_, context.ranks_on_host, *available,
                                            source);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (const int64_t free_bytes = on_gpu ? CudaFreeMemory() : -1; free_bytes >= 0) {
+      if (absl::Status s = CheckDeviceMemory(t->memory_estimate_, static_cast<double>(free_bytes));
           !s.ok()) {
         return s;
       }
@@ -155,7 +177,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   // Weights are keyed by (seed, name, global expert id): every layout
   // initialises the same model, each rank its own expert shard.
   t->model_ = std::make_unique<Model>(t->model_options_, t->dispatcher_.get(), context.dtype,
-                                      Device::kCpu);
+                                      on_gpu ? Device::kCuda : Device::kCpu,
+                                      bf16 ? DType::kBF16 : context.dtype);
   t->model_->InitWeights(train.seed());
   const std::vector<Parameter*> params = t->model_->Parameters();
   t->params_ = SplitByReplication(params);
@@ -352,6 +375,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   const std::vector<Parameter*> params = model_->Parameters();
   ClipGradients(params, m.grad_norm, config_.optimizer().grad_clip());
   optimizer_->Step(m.lr);
+  model_->RefreshComputeCopies();  // bf16 copies of the new master weights
   const double end = Now();
   m.times.optimizer = end - synced;
   m.times.total = end - start;

@@ -1,6 +1,7 @@
 #include "moe/model.h"
 
 #include <algorithm>
+#include <climits>
 #include <string>
 
 #include "moe/layers/dense_ffn.h"
@@ -9,7 +10,13 @@
 namespace sb {
 
 Model::Model(const ModelOptions& o, TokenDispatcher* dispatcher, DType dtype, Device device)
+    : Model(o, dispatcher, dtype, device, dtype) {}
+
+Model::Model(const ModelOptions& o, TokenDispatcher* dispatcher, DType dtype, Device device,
+             DType compute_dtype)
     : options_(o),
+      device_(device),
+      compute_dtype_(compute_dtype),
       embedding_(o.vocab_size, o.d_model, dtype, device),
       final_norm_("model.norm.weight", o.d_model, o.norm_eps, dtype, device) {
   SB_CHECK_EQ(static_cast<int>(o.moe_layers.size()), o.num_layers);
@@ -32,6 +39,23 @@ Model::Model(const ModelOptions& o, TokenDispatcher* dispatcher, DType dtype, De
     lm_head_ = std::make_unique<Parameter>(MakeParameter(
         "lm_head.weight", ParamKind::kWeight, {o.vocab_size, o.d_model}, dtype, device));
   }
+  // One arena pair serves every block: only one block's activations are
+  // alive at a time when each recomputes its own before its backward.
+  if (o.activation_recompute) {
+    for (auto& block : blocks_) block->set_recompute(&forward_arena_, &backward_arena_);
+  }
+  if (compute_dtype != dtype) {
+    SB_CHECK(device == Device::kCuda && dtype == DType::kF32 && compute_dtype == DType::kBF16)
+        << "mixed precision is f32 master weights with bf16 compute on CUDA, not "
+        << DTypeName(dtype) << " / " << DTypeName(compute_dtype) << " on " << DeviceName(device);
+    // Routers keep computing in f32 from their master weights.
+    for (Parameter* p : Parameters())
+      if (p->kind != ParamKind::kRouter) AddComputeCopy(*p, compute_dtype);
+  }
+}
+
+void Model::RefreshComputeCopies() {
+  for (Parameter* p : Parameters()) RefreshComputeCopy(*p);
 }
 
 std::vector<Parameter*> Model::Parameters() {
@@ -70,11 +94,41 @@ void Model::InitWeights(uint64_t seed) {
       InitNormal(*p, seed, options_.init_std);
     }
   }
+  RefreshComputeCopies();
+}
+
+int64_t Model::LmHeadChunkTokens() const {
+  if (options_.lm_head_chunk_tokens > 0) return options_.lm_head_chunk_tokens;
+  // About 8 MiB of logits per chunk on the CPU (cache-sized); 256 MiB on a
+  // GPU (large chunks keep the head's gradient GEMM efficient).
+  const int64_t budget = device_ == Device::kCpu ? int64_t{8} << 20 : int64_t{256} << 20;
+  const int64_t row_bytes = options_.vocab_size * static_cast<int64_t>(DTypeSize(
+                                                       AccumDType(compute_dtype_)));
+  return std::max<int64_t>(1, budget / std::max<int64_t>(row_bytes, 1));
 }
 
 void Model::ZeroGrad() {
   for (Parameter* p : Parameters()) ops::Fill(p->grad, 0.0);
 }
+
+namespace {
+// ids [T] i32 on the host or `device`; checked against [0, limit) on the
+// host (a GPU kernel cannot report a bad id) and copied to `device`.
+Tensor ToDevice(const Tensor& ids, Device device, int64_t lo, int64_t limit, const char* what,
+                ScratchTensor& buffer) {
+  if (ids.device() == Device::kCpu) {
+    const int32_t* p = ids.data<int32_t>();
+    for (int64_t t = 0; t < ids.numel(); ++t) {
+      SB_CHECK(p[t] >= lo && p[t] < limit) << what << " " << p[t] << " at " << t
+                                           << " outside [" << lo << ", " << limit << ")";
+    }
+  }
+  if (ids.device() == device) return ids;
+  Tensor out = buffer.Get(ids.shape(), DType::kI32, device);
+  ops::Copy(ids, out);
+  return out;
+}
+}  // namespace
 
 ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const StepContext& ctx) {
   SB_CHECK(inputs.ndim() == 2 && targets.shape() == inputs.shape())
@@ -82,29 +136,36 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
   const int seq_len = static_cast<int>(inputs.dim(1));
   SB_CHECK_LE(seq_len, options_.max_seq_len);
   const int64_t T = inputs.numel();
-  Tensor ids = inputs.Reshape({T});
-  targets_ = targets.Reshape({T});
+  ForwardResult r;
+  // Tokens with a target, counted where the targets are (the host, for batches).
+  const std::vector<double> target_ids = targets.ToDoubles();
+  for (double y : target_ids) r.tokens += y >= 0 ? 1 : 0;
+  valid_tokens_ = r.tokens;
+  const Tensor ids = ToDevice(inputs.Reshape({T}), device_, 0, options_.vocab_size, "token id",
+                              ids_device_);
+  targets_ = ToDevice(targets.Reshape({T}), device_, INT32_MIN, options_.vocab_size, "target",
+                      targets_device_);
 
   Tensor x = embedding_.Forward(ids);
   for (auto& block : blocks_) x = block->Forward(x, seq_len, ctx);
   final_hidden_ = final_norm_.Forward(x);
-  const Parameter& head = lm_head_ ? *lm_head_ : embedding_.weight;
-  logits_ = logits_buf_.Get({T, options_.vocab_size}, x.dtype(), x.device());
-  ops::Gemm(final_hidden_, false, head.value, true, logits_);
-
-  ForwardResult r;
-  Tensor losses = losses_.Get({T}, x.dtype(), x.device());
-  ops::CrossEntropyForward(logits_, targets_, losses, lse_.Get({T}, x.dtype(), x.device()));
-  const std::vector<double> token_losses = losses.ToDoubles();
-  const std::vector<double> target_ids = targets_.ToDoubles();
-  double sum = 0.0;
-  for (int64_t t = 0; t < T; ++t) {
-    if (target_ids[t] >= 0) {
-      sum += token_losses[t];
-      ++r.tokens;
-    }
+  const Parameter& h = head();
+  logits_ready_ = false;
+  const Tensor losses = losses_.Get({T}, AccumDType(x.dtype()), x.device());
+  head_grads_ready_ = ctx.training;
+  if (ctx.training) {
+    dhidden_ = dhidden_buf_.Get(final_hidden_.shape(), final_hidden_.dtype(), device_);
+    dhead_ = dhead_buf_.Get(h.grad.shape(), h.grad.dtype(), device_);
+    ops::Fill(dhead_, 0.0);
+    ops::LmHeadCrossEntropy(final_hidden_, h.compute(), targets_, LmHeadChunkTokens(),
+                            r.tokens ? 1.0 / r.tokens : 0.0, losses, dhidden_, dhead_);
+  } else {
+    ops::LmHeadCrossEntropy(final_hidden_, h.compute(), targets_, LmHeadChunkTokens(), 0.0,
+                            losses, Tensor(), Tensor());
   }
-  valid_tokens_ = r.tokens;
+  const std::vector<double> token_losses = losses.ToDoubles();
+  double sum = 0.0;
+  for (int64_t t = 0; t < T; ++t) sum += token_losses[t];  // ignored targets contribute 0
   r.loss = r.tokens ? sum / r.tokens : 0.0;
   int num_moe = 0;
   for (MoeLayer* moe : MoeLayers()) {
@@ -119,18 +180,25 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
   return r;
 }
 
+const Tensor& Model::logits() {
+  SB_CHECK(final_hidden_.defined()) << "Model::logits before any Forward";
+  if (!logits_ready_) {
+    logits_ = logits_buf_.Get({final_hidden_.dim(0), options_.vocab_size},
+                              AccumDType(final_hidden_.dtype()), device_);
+    ops::Gemm(final_hidden_, false, head().compute(), true, logits_);
+    logits_ready_ = true;
+  }
+  return logits_;
+}
+
 void Model::Backward(double loss_scale) {
-  const int64_t T = targets_.numel();
-  const Parameter& head = lm_head_ ? *lm_head_ : embedding_.weight;
-  // The gradient overwrites the logits (saves a [T, V] buffer).
-  const double ce_scale = valid_tokens_ ? loss_scale / valid_tokens_ : 0.0;
-  ops::CrossEntropyBackward(logits_, targets_, lse_.Get({T}, logits_.dtype(), logits_.device()),
-                            ce_scale, logits_);
-  const Tensor& dlogits = logits_;
-  ops::Gemm(dlogits, true, final_hidden_, false, head.grad, 1.0, 1.0);
-  Tensor dh = dhidden_.Get(final_hidden_.shape(), final_hidden_.dtype(), final_hidden_.device());
-  ops::Gemm(dlogits, false, head.value, false, dh);
-  Tensor dx = final_norm_.Backward(dh);
+  SB_CHECK(head_grads_ready_) << "Model::Backward needs a Forward in training mode before it";
+  head_grads_ready_ = false;
+  // The LM head's part was computed by Forward for a loss scale of 1.
+  const Parameter& h = head();
+  ops::Axpy(loss_scale, dhead_, h.grad);
+  ops::Scale(dhidden_, loss_scale);
+  Tensor dx = final_norm_.Backward(dhidden_);
   auto finished = [this](std::vector<Parameter*> params) {
     if (backward_observer_) backward_observer_(params);
   };

@@ -31,6 +31,12 @@ struct ModelOptions {
   double init_std = 0.02;
   RouterOptions router;
   std::vector<bool> moe_layers;  // [num_layers]: true where the FFN is MoE
+  // Tokens per chunk of the fused LM head + cross-entropy (whose [chunk, V]
+  // logits are the only logits a training step holds); 0 picks about 8 MiB
+  // of logits per chunk on the CPU and 256 MiB on a GPU.
+  int64_t lm_head_chunk_tokens = 0;
+  // Recompute every block's activations in backward (TransformerBlock::set_recompute).
+  bool activation_recompute = false;
 };
 
 // What one forward pass measured.
@@ -46,15 +52,31 @@ struct ForwardResult {
 class Model {
  public:
   // dispatcher: null for a single expert-parallel rank; otherwise shared by
-  // all MoE layers and must outlive the model.
+  // all MoE layers and must outlive the model. Parameters (and their
+  // gradients) are `dtype` on `device`.
   Model(const ModelOptions& options, TokenDispatcher* dispatcher, DType dtype, Device device);
+  // Mixed precision: parameters keep `dtype` (the f32 master weights that
+  // the optimizer updates and checkpoints save) and every one but the
+  // routers' also gets a `compute_dtype` copy (bf16) that the layers read;
+  // activations are compute_dtype, statistics, router and losses f32.
+  Model(const ModelOptions& options, TokenDispatcher* dispatcher, DType dtype, Device device,
+        DType compute_dtype);
   const ModelOptions& options() const { return options_; }
+  Device device() const { return device_; }
+  DType compute_dtype() const { return compute_dtype_; }
 
   // Normal(0, init_std) weights, unit norms; keyed by (seed, name, expert id).
   void InitWeights(uint64_t seed);
-  // inputs, targets [B, S] i32 (targets < 0 ignored) -> losses of this micro-batch.
+  // Rounds every parameter's value into its compute copy: call after
+  // anything writes parameter values (optimizer step, weight loading).
+  void RefreshComputeCopies();
+  // inputs, targets [B, S] i32 (targets < 0 ignored), on the host or the
+  // model's device (host batches are copied) -> losses of this micro-batch.
+  // In training mode (ctx.training) the LM head's gradient is computed here
+  // too, with its logits (ops::LmHeadCrossEntropy), for Backward to apply.
   ForwardResult Forward(const Tensor& inputs, const Tensor& targets, const StepContext& ctx);
   // Adds d(loss_scale * total_loss)/dparam into every parameter's grad.
+  // Needs a training-mode Forward before it.
   void Backward(double loss_scale);
   void ZeroGrad();
   // Called during Backward with the parameters whose gradients that pass has
@@ -65,22 +87,34 @@ class Model {
   using BackwardObserver = std::function<void(const std::vector<Parameter*>& finished)>;
   void set_backward_observer(BackwardObserver observer) { backward_observer_ = std::move(observer); }
 
-  // [T, V] logits of the last Forward (valid until the next Backward).
-  const Tensor& logits() const { return logits_; }
+  // [T, V] logits of the last Forward (AccumDType), computed on first use
+  // (training never materialises them); valid until the next Forward.
+  const Tensor& logits();
   std::vector<Parameter*> Parameters();
   std::vector<MoeLayer*> MoeLayers();
   int64_t NumParameters(bool count_all_experts = true) const;
 
  private:
+  const Parameter& head() const { return lm_head_ ? *lm_head_ : embedding_.weight; }
+  int64_t LmHeadChunkTokens() const;
+
   ModelOptions options_;
+  Device device_;
+  DType compute_dtype_;
   LocalDispatcher local_dispatcher_;
   Embedding embedding_;
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
   RmsNorm final_norm_;
   std::unique_ptr<Parameter> lm_head_;  // null when tied to the embedding
   Tensor targets_, final_hidden_, logits_;
+  bool logits_ready_ = false;
+  // Set by a training Forward: the LM head's gradients for a loss scale of
+  // 1, which Backward scales and applies.
+  bool head_grads_ready_ = false;
+  Tensor dhidden_, dhead_;
+  ScratchArena forward_arena_, backward_arena_;  // activation recomputation
   int64_t valid_tokens_ = 0;
-  ScratchTensor logits_buf_, losses_, lse_, dhidden_;
+  ScratchTensor ids_device_, targets_device_, logits_buf_, losses_, dhidden_buf_, dhead_buf_;
   BackwardObserver backward_observer_;
 };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "moe/layers/experts.h"
 #include "moe/ops/ops.h"
 #include "tests/testing/grad_check.h"
 #include "tests/testing/small_model.h"
@@ -54,6 +55,47 @@ void CheckModel(const ModelOptions& o) {
 
 TEST(ModelGradCheck, UntiedHeadMixedDenseAndMoe) { CheckModel(SmallOptions(false)); }
 TEST(ModelGradCheck, TiedHead) { CheckModel(SmallOptions(true)); }
+TEST(ModelGradCheck, ActivationRecomputeAndSmallLmHeadChunks) {
+  ModelOptions o = SmallOptions(false);
+  o.activation_recompute = true;
+  o.lm_head_chunk_tokens = 3;
+  CheckModel(o);
+}
+
+// Recomputing activations in backward and chunking the LM head change no
+// bit of the losses or gradients (two steps: the arenas are reused).
+TEST(Model, RecomputeAndChunkingAreBitwiseInvisible) {
+  auto run = [](bool recompute, int64_t chunk) {
+    ModelOptions o = SmallOptions(false);
+    o.activation_recompute = recompute;
+    o.lm_head_chunk_tokens = chunk;
+    Model model(o, nullptr, DType::kF32, Device::kCpu);
+    model.InitWeights(5);
+    std::vector<int32_t> in(12), tg(12);
+    for (int i = 0; i < 12; ++i) {
+      in[i] = (i * 3 + 1) % o.vocab_size;
+      tg[i] = (i * 5 + 2) % o.vocab_size;
+    }
+    std::vector<double> out;
+    for (int step = 0; step < 2; ++step) {
+      model.ZeroGrad();
+      StepContext ctx;
+      ctx.step = step;
+      out.push_back(model.Forward(Tensor::FromVector(in, {2, 6}), Tensor::FromVector(tg, {2, 6}), ctx).total_loss);
+      model.Backward(0.5);
+      for (Parameter* p : model.Parameters())
+        for (double g : p->grad.ToDoubles()) out.push_back(g);
+    }
+    return out;
+  };
+  const std::vector<double> plain = run(false, 0);
+  EXPECT_EQ(run(true, 0), plain);
+  // Chunks of 5 tokens change how the head's gradient is summed (per chunk
+  // GEMMs), so only to rounding.
+  const std::vector<double> chunked = run(false, 5);
+  ASSERT_EQ(chunked.size(), plain.size());
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_NEAR(chunked[i], plain[i], 1e-5 * (1 + std::abs(plain[i])));
+}
 
 TEST(Model, ParameterCountsAndNames) {
   ModelOptions o = SmallOptions(false);
@@ -97,6 +139,33 @@ void CheckBackwardObserver(bool tie) {
 TEST(Model, BackwardObserverReportsFinalGradientsInReverseOrder) {
   CheckBackwardObserver(false);
   CheckBackwardObserver(true);
+}
+
+// The GPU's fixed-capacity layout (every expert's rows padded to a common
+// count, for strided-batched GEMMs) computes exactly what the packed rows
+// do: outputs, input gradients and weight gradients, empty experts too.
+TEST(Experts, PaddedRowsEqualPackedRows) {
+  const int64_t D = 6, F = 5;
+  const std::vector<int64_t> rows = {3, 0, 4, 1};
+  const int64_t n = 8;
+  auto run = [&](int64_t pad) {
+    Experts experts("e.", 4, 0, D, F, DType::kF64, Device::kCpu);
+    for (Parameter* p : {&experts.w1, &experts.w3, &experts.w2}) {
+      testing::FillRandom(p->value, HashName(p->name), 0.7);
+      ops::Fill(p->grad, 0.0);
+    }
+    const Tensor x = testing::RandomTensor({n, D}, 31), dy = testing::RandomTensor({n, D}, 32);
+    std::vector<double> out = experts.Forward(x, rows, pad).ToDoubles();
+    const std::vector<double> dx = experts.Backward(dy).ToDoubles();
+    out.insert(out.end(), dx.begin(), dx.end());
+    for (Parameter* p : {&experts.w1, &experts.w3, &experts.w2})
+      for (double g : p->grad.ToDoubles()) out.push_back(g);
+    return out;
+  };
+  const std::vector<double> packed = run(0), padded = run(4);
+  ASSERT_EQ(packed.size(), padded.size());
+  for (size_t i = 0; i < packed.size(); ++i) EXPECT_NEAR(padded[i], packed[i], 1e-14) << i;
+  EXPECT_EQ(run(3), packed);  // a bound below some expert's rows: not padded
 }
 
 // y_t = sum_r gate_tr * SwiGLU_{e_tr}(x_t), computed directly, equals the

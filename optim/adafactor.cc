@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "moe/ops/dispatch.h"
+#include "optim/device_updates.h"
 #include "optim/reduce.h"
 
 namespace sb {
@@ -19,16 +20,7 @@ using optim_internal::kParallelMinElements;
 // Columns per task when summing over rows of a row-major [R, C] slice.
 constexpr int64_t kColumnBlock = 64;
 
-// Per-step hyperparameters (f64) shared by every slice of one parameter.
-struct StepScalars {
-  double lr;
-  double b2t;           // second-moment decay 1 - t^(-decay_rate)
-  double eps1, eps2;
-  double clip_threshold;  // <= 0: no update clipping
-  bool scale_by_param_rms;
-  double beta1;         // > 0: momentum
-  double decay_factor;  // 1 - lr * wd
-};
+using StepScalars = AdafactorScalars;
 
 // lr * max(eps2, RMS(p)) (or lr), divided by the update-clipping denominator
 // max(1, RMS(u) / d); sum_u2 = sum of u^2 over the slice's n elements.
@@ -184,12 +176,12 @@ Adafactor::Adafactor(const switchboard::OptimizerConfig& config, std::vector<Par
     slot.weight_decay = UsesWeightDecay(config, *param) ? config.weight_decay() : 0.0;
     slot.factored = value.ndim() >= 2;
     if (slot.factored) {
-      slot.row = Tensor::Zeros(WithoutDim(value.shape(), -1), value.dtype());
-      slot.col = Tensor::Zeros(WithoutDim(value.shape(), -2), value.dtype());
+      slot.row = Tensor::Zeros(WithoutDim(value.shape(), -1), value.dtype(), value.device());
+      slot.col = Tensor::Zeros(WithoutDim(value.shape(), -2), value.dtype(), value.device());
     } else {
-      slot.v = Tensor::Zeros(value.shape(), value.dtype());
+      slot.v = Tensor::Zeros(value.shape(), value.dtype(), value.device());
     }
-    if (momentum) slot.exp_avg = Tensor::Zeros(value.shape(), value.dtype());
+    if (momentum) slot.exp_avg = Tensor::Zeros(value.shape(), value.dtype(), value.device());
     slots_.push_back(std::move(slot));
   }
 }
@@ -208,6 +200,11 @@ void Adafactor::Step(double lr) {
     const Tensor& value = slot.param->value;
     if (value.numel() == 0) continue;
     s.decay_factor = 1.0 - lr * slot.weight_decay;
+    if (value.device() == Device::kCuda) {
+      SB_CALL_CUDA(value, AdafactorUpdate, value, slot.param->grad, slot.row, slot.col, slot.v,
+                   slot.exp_avg, s);
+      continue;
+    }
     ops::ForFloat(value.dtype(), [&](auto tag) {
       using T = decltype(tag);
       T* p = value.data<T>();

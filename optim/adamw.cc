@@ -4,20 +4,11 @@
 #include <cmath>
 
 #include "moe/ops/dispatch.h"
+#include "optim/device_updates.h"
 #include "optim/reduce.h"
 
 namespace sb {
 namespace {
-
-// Per-step scalars, computed in f64 (PyTorch computes them as Python floats).
-struct AdamWScalars {
-  double decay_factor;  // 1 - lr * wd
-  double one_minus_b1;  // lerp weight
-  double beta2, one_minus_b2;
-  double step_size;     // lr / (1 - b1^t)
-  double bc2_sqrt;      // sqrt(1 - b2^t)
-  double eps;
-};
 
 // One AdamW update of n elements; p, g, m, v all [n] of type T.
 template <typename T>
@@ -52,8 +43,8 @@ AdamW::AdamW(const switchboard::OptimizerConfig& config, std::vector<Parameter*>
     optim_internal::CheckOptimizable(*param);
     const Tensor& value = param->value;
     slots_.push_back({param, UsesWeightDecay(config, *param) ? config.weight_decay() : 0.0,
-                      Tensor::Zeros(value.shape(), value.dtype()),
-                      Tensor::Zeros(value.shape(), value.dtype())});
+                      Tensor::Zeros(value.shape(), value.dtype(), value.device()),
+                      Tensor::Zeros(value.shape(), value.dtype(), value.device())});
   }
 }
 
@@ -69,6 +60,10 @@ void AdamW::Step(double lr) {
   for (Slot& slot : slots_) {
     s.decay_factor = 1.0 - lr * slot.weight_decay;
     const Parameter& p = *slot.param;
+    if (p.value.device() == Device::kCuda) {
+      SB_CALL_CUDA(p.value, AdamWUpdate, p.value, p.grad, slot.exp_avg, slot.exp_avg_sq, s);
+      continue;
+    }
     ops::ForFloat(p.value.dtype(), [&](auto tag) {
       using T = decltype(tag);
       AdamWUpdate<T>(p.value.numel(), p.value.data<T>(), p.grad.data<T>(),

@@ -13,12 +13,14 @@ namespace sb {
 
 double GradSquaredNorm(const std::vector<Parameter*>& params) {
   double total = 0.0;
+  // GPU gradients: fixed-order sums on the device and one read for all.
+  std::vector<Tensor> device_grads;
+  for (const Parameter* p : params)
+    if (p->grad.device() != Device::kCpu) device_grads.push_back(p->grad);
+  if (!device_grads.empty()) total += ops::SumSquaresOfAll(device_grads);
   for (const Parameter* p : params) {
     const Tensor& g = p->grad;
-    if (g.device() != Device::kCpu) {
-      total += ops::SumSquares(g);
-      continue;
-    }
+    if (g.device() != Device::kCpu) continue;
     // On the CPU, sum in a fixed order (optim/reduce.h) so that a resumed
     // run clips exactly like the uninterrupted one.
     ops::ForFloat(g.dtype(), [&](auto tag) {

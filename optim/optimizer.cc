@@ -39,11 +39,11 @@ void CheckOptimizable(const Parameter& param) {
   const Tensor& value = param.value;
   const Tensor& grad = param.grad;
   SB_CHECK(value.defined() && grad.defined()) << param.name << ": value and grad must be allocated";
-  SB_CHECK(value.dtype() == DType::kF32 || value.dtype() == DType::kF64)
-      << param.name << ": the CPU optimizers update f32 or f64 parameters, got " << value.ToString();
-  SB_CHECK(value.device() == Device::kCpu && grad.device() == Device::kCpu)
-      << param.name << ": the optimizers run on the CPU only so far, got " << value.ToString();
-  SB_CHECK(grad.dtype() == value.dtype() && grad.shape() == value.shape())
+  SB_CHECK(value.dtype() == DType::kF32 || (value.dtype() == DType::kF64 && value.device() == Device::kCpu))
+      << param.name << ": the optimizers update f32 parameters (or f64 on the CPU), got "
+      << value.ToString();
+  SB_CHECK(grad.dtype() == value.dtype() && grad.shape() == value.shape() &&
+           grad.device() == value.device())
       << param.name << ": grad " << grad.ToString() << " does not match value " << value.ToString();
 }
 

@@ -1,5 +1,6 @@
 #include "moe/core/device_memory.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -42,6 +43,28 @@ const char* DeviceName(Device device) { return device == Device::kCpu ? "cpu" : 
 
 bool CudaBuilt() { return SB_CUDA != 0; }
 
+#if SB_CUDA
+namespace {
+// Every kernel, copy and allocation runs on the legacy default stream, so
+// stream order alone makes reuse of pool memory safe.
+constexpr cudaStream_t kStream = nullptr;
+
+cudaMemPool_t Pool() {
+  static cudaMemPool_t pool = [] {
+    int device = 0;
+    SB_CUDA_CHECK(cudaGetDevice(&device));
+    cudaMemPool_t p = nullptr;
+    SB_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&p, device));
+    // Keep freed memory in the pool instead of returning it at each sync.
+    uint64_t keep = UINT64_MAX;
+    SB_CUDA_CHECK(cudaMemPoolSetAttribute(p, cudaMemPoolAttrReleaseThreshold, &keep));
+    return p;
+  }();
+  return pool;
+}
+}  // namespace
+#endif
+
 void* DeviceAlloc(Device device, size_t bytes) {
   if (bytes == 0) bytes = 64;
   if (device == Device::kCpu) {
@@ -51,8 +74,19 @@ void* DeviceAlloc(Device device, size_t bytes) {
     return p;
   }
 #if SB_CUDA
+  Pool();
   void* p = nullptr;
-  SB_CUDA_CHECK(cudaMalloc(&p, bytes));
+  const cudaError_t err = cudaMallocAsync(&p, bytes, kStream);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    const CudaMemoryStats s = GetCudaMemoryStats();
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    SB_CHECK(false) << "CUDA allocation of " << bytes << " bytes failed (" << cudaGetErrorString(err)
+                    << "); in use " << s.in_use << " bytes, device free " << free_bytes << " of "
+                    << total_bytes << ": lower train.micro_batch_size or set "
+                    << "train.activation_recompute";
+  }
   return p;
 #else
   SB_CHECK(false) << "CUDA tensor requested but Switchboard was built without CUDA";
@@ -67,7 +101,7 @@ void DeviceFree(Device device, void* ptr) {
     return;
   }
 #if SB_CUDA
-  SB_CUDA_CHECK(cudaFree(ptr));
+  SB_CUDA_CHECK(cudaFreeAsync(ptr, kStream));
 #endif
 }
 
@@ -78,7 +112,7 @@ void DeviceMemset(Device device, void* ptr, int value, size_t bytes) {
     return;
   }
 #if SB_CUDA
-  SB_CUDA_CHECK(cudaMemset(ptr, value, bytes));
+  SB_CUDA_CHECK(cudaMemsetAsync(ptr, value, bytes, kStream));
 #endif
 }
 
@@ -89,7 +123,12 @@ void DeviceCopy(Device dst_device, void* dst, Device src_device, const void* src
     return;
   }
 #if SB_CUDA
-  SB_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  if (dst_device == Device::kCuda && src_device == Device::kCuda) {
+    SB_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, kStream));
+  } else {
+    // Host memory may be pageable and freed right after: a blocking copy.
+    SB_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  }
 #else
   SB_CHECK(false) << "CUDA copy requested but Switchboard was built without CUDA";
 #endif
@@ -110,6 +149,62 @@ int CudaDeviceCount() {
   return count;
 #else
   return 0;
+#endif
+}
+
+void DeviceSynchronize() {
+#if SB_CUDA
+  if (CudaDeviceCount() > 0) SB_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
+}
+
+CudaMemoryStats GetCudaMemoryStats() {
+  CudaMemoryStats s;
+#if SB_CUDA
+  if (CudaDeviceCount() == 0) return s;
+  uint64_t v = 0;
+  SB_CUDA_CHECK(cudaMemPoolGetAttribute(Pool(), cudaMemPoolAttrUsedMemCurrent, &v));
+  s.in_use = static_cast<int64_t>(v);
+  SB_CUDA_CHECK(cudaMemPoolGetAttribute(Pool(), cudaMemPoolAttrUsedMemHigh, &v));
+  s.peak_in_use = static_cast<int64_t>(v);
+  SB_CUDA_CHECK(cudaMemPoolGetAttribute(Pool(), cudaMemPoolAttrReservedMemHigh, &v));
+  s.peak_reserved = static_cast<int64_t>(v);
+#endif
+  return s;
+}
+
+void ResetCudaPeakMemory() {
+#if SB_CUDA
+  if (CudaDeviceCount() == 0) return;
+  uint64_t zero = 0;  // resets the high-water marks to the current use
+  SB_CUDA_CHECK(cudaMemPoolSetAttribute(Pool(), cudaMemPoolAttrUsedMemHigh, &zero));
+  SB_CUDA_CHECK(cudaMemPoolSetAttribute(Pool(), cudaMemPoolAttrReservedMemHigh, &zero));
+#endif
+}
+
+std::string CudaDeviceDescription() {
+#if SB_CUDA
+  if (CudaDeviceCount() == 0) return "";
+  cudaDeviceProp prop;
+  SB_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), "%s, %d SMs, %.1f GiB, compute %d.%d", prop.name,
+                prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, prop.major,
+                prop.minor);
+  return buf;
+#else
+  return "";
+#endif
+}
+
+int64_t CudaFreeMemory() {
+#if SB_CUDA
+  if (CudaDeviceCount() == 0) return -1;
+  size_t free_bytes = 0, total_bytes = 0;
+  SB_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return static_cast<int64_t>(free_bytes);
+#else
+  return -1;
 #endif
 }
 

@@ -15,6 +15,10 @@ size_t DTypeSize(DType dtype);
 const char* DTypeName(DType dtype);
 const char* DeviceName(Device device);
 inline bool IsFloating(DType d) { return d == DType::kF32 || d == DType::kF64 || d == DType::kBF16; }
+// The dtype of statistics and accumulators kept next to activations of dtype
+// `d` (RMSNorm's rstd, attention's logsumexp, router and loss math): f32 for
+// bf16 activations (ST-MoE's selective precision), otherwise d itself.
+inline DType AccumDType(DType d) { return d == DType::kBF16 ? DType::kF32 : d; }
 
 // Maps C++ types to DType for typed access (Tensor::data<T>()).
 template <typename T> struct DTypeOf;

@@ -35,6 +35,19 @@ Parameter MakeParameter(std::string name, ParamKind kind, const Shape& shape, DT
   return p;
 }
 
+void AddComputeCopy(Parameter& p, DType dtype) {
+  if (dtype == p.value.dtype()) {
+    p.compute_copy = Tensor();
+    return;
+  }
+  p.compute_copy = Tensor::Empty(p.value.shape(), dtype, p.value.device());
+  RefreshComputeCopy(p);
+}
+
+void RefreshComputeCopy(Parameter& p) {
+  if (p.compute_copy.defined()) ops::Convert(p.value, p.compute_copy);
+}
+
 uint64_t HashName(const std::string& s) {
   uint64_t h = 1469598103934665603ULL;
   for (unsigned char c : s) {
@@ -52,6 +65,8 @@ void InitNormal(Parameter& p, uint64_t seed, double std) {
   double* h = host.data<double>();
   for (int64_t s = 0; s < slices; ++s) {
     const uint64_t key = StreamKey({seed, HashName(p.SliceName(s))});
+    // Counter-based draws: any split over threads gives the same values.
+#pragma omp parallel for schedule(static) if (per_slice > (1 << 16))
     for (int64_t i = 0; i < per_slice; ++i) h[s * per_slice + i] = std * NormalAt(key, i);
   }
   if (p.value.dtype() == DType::kF64 && p.value.device() == Device::kCpu) {

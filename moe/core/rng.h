@@ -8,9 +8,13 @@
 #include <cstdint>
 #include <initializer_list>
 
+#include "moe/core/host_device.h"
+
+// Mix64 and UniformAt also run in CUDA kernels (router jitter), so the GPU
+// draws exactly the CPU's numbers.
 namespace sb {
 
-inline uint64_t Mix64(uint64_t z) {
+SB_HOST_DEVICE inline uint64_t Mix64(uint64_t z) {
   z += 0x9e3779b97f4a7c15ULL;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -25,7 +29,7 @@ inline uint64_t StreamKey(std::initializer_list<uint64_t> parts) {
 }
 
 // Uniform in [0, 1) with 53 random bits.
-inline double UniformAt(uint64_t key, uint64_t i) {
+SB_HOST_DEVICE inline double UniformAt(uint64_t key, uint64_t i) {
   return static_cast<double>(Mix64(key ^ Mix64(i)) >> 11) * (1.0 / 9007199254740992.0);
 }
 

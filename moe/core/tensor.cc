@@ -155,16 +155,51 @@ Tensor Tensor::Reinterpret(DType dtype, const Shape& shape) const {
   return t;
 }
 
+namespace {
+thread_local ScratchArena* g_current_arena = nullptr;
+
+// storage grown to hold `need` bytes on `device`.
+void Reserve(Tensor& storage, int64_t need, Device device) {
+  if (!storage.defined() || storage.device() != device ||
+      static_cast<int64_t>(storage.nbytes()) < need) {
+    // Grow by 1.5x so that slowly increasing sizes do not reallocate each step.
+    const int64_t old = storage.defined() ? static_cast<int64_t>(storage.nbytes()) : 0;
+    const int64_t bytes = std::max<int64_t>({need, old + old / 2, 64});
+    storage = Tensor();  // free first: the old buffer is no longer needed
+    storage = Tensor::Empty({(bytes + 7) / 8}, DType::kF64, device);
+  }
+}
+}  // namespace
+
 Tensor ScratchTensor::Get(const Shape& shape, DType dtype, Device device) {
   const int64_t need = NumElements(shape) * static_cast<int64_t>(DTypeSize(dtype));
-  if (!storage_.defined() || storage_.device() != device ||
-      static_cast<int64_t>(storage_.nbytes()) < need) {
-    // Grow by 1.5x so that slowly increasing sizes do not reallocate each step.
-    const int64_t old = storage_.defined() ? static_cast<int64_t>(storage_.nbytes()) : 0;
-    const int64_t bytes = std::max<int64_t>({need, old + old / 2, 64});
-    storage_ = Tensor::Empty({(bytes + 7) / 8}, DType::kF64, device);
+  if (!placed_) {
+    placed_ = true;
+    arena_ = g_current_arena;
+    if (arena_) slot_ = arena_->Take();
   }
+  if (arena_) return arena_->Get(slot_, need, device).Reinterpret(dtype, shape);
+  Reserve(storage_, need, device);
   return storage_.Reinterpret(dtype, shape);
+}
+
+ScratchArena::Scope::Scope(ScratchArena* arena) : previous_(g_current_arena) {
+  g_current_arena = arena;
+  if (arena) arena->next_ = 0;
+}
+
+ScratchArena::Scope::~Scope() { g_current_arena = previous_; }
+
+Tensor ScratchArena::Get(int slot, int64_t bytes, Device device) {
+  if (slot >= static_cast<int>(slots_.size())) slots_.resize(slot + 1);
+  Reserve(slots_[slot], bytes, device);
+  return slots_[slot];
+}
+
+int64_t ScratchArena::bytes() const {
+  int64_t total = 0;
+  for (const Tensor& t : slots_) total += t.defined() ? static_cast<int64_t>(t.nbytes()) : 0;
+  return total;
 }
 
 }  // namespace sb

@@ -89,8 +89,13 @@ class Tensor {
   DType dtype_ = DType::kF32;
 };
 
+class ScratchArena;
+
 // A buffer that is reused across steps and grows only when a larger view is
 // asked for: activations whose row count depends on routing (MoE dispatch).
+// A ScratchTensor first used while a ScratchArena is active on its thread
+// (ScratchArena::Scope) lives in that arena instead: activation
+// recomputation lets the same layers of all blocks share their buffers.
 class ScratchTensor {
  public:
   // A view of `shape`; contents are unspecified after growth.
@@ -98,6 +103,37 @@ class ScratchTensor {
 
  private:
   Tensor storage_;  // 1-D f64 (8-byte aligned rows for any dtype)
+  bool placed_ = false;           // where it lives was decided at its first Get
+  ScratchArena* arena_ = nullptr;  // non-null: slot `slot_` of this arena
+  int slot_ = -1;
+};
+
+// Numbered buffers shared by ScratchTensors (activation recomputation,
+// docs/cuda.md "Memory"). Inside a Scope, each ScratchTensor used for the
+// first time takes the arena's next slot; the scope starts numbering from
+// 0, so the i-th first-used buffer of every block shares slot i, and code
+// that asks for its buffers in the same order shares them all.
+class ScratchArena {
+ public:
+  class Scope {
+   public:
+    explicit Scope(ScratchArena* arena);  // null: no arena (a no-op scope)
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    ScratchArena* previous_;
+  };
+  // Bytes held by all slots.
+  int64_t bytes() const;
+
+ private:
+  friend class ScratchTensor;
+  int Take() { return next_++; }
+  Tensor Get(int slot, int64_t bytes, Device device);
+  std::vector<Tensor> slots_;
+  int next_ = 0;
 };
 
 }  // namespace sb

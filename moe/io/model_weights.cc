@@ -96,6 +96,7 @@ absl::Status LoadModelWeights(Model& model, const SafetensorsSet& weights,
   }
   for (const auto& [name, tensor] : wanted)
     if (absl::Status s = weights.ReadInto(name, tensor); !s.ok()) return s;
+  model.RefreshComputeCopies();  // bf16 copies of what was read (mixed precision)
   return absl::OkStatus();
 }
 

@@ -22,28 +22,31 @@ Tensor Attention::Forward(const Tensor& x, int seq_len) {
   const int64_t kw = int64_t{shape_.num_kv_heads} * shape_.head_dim;
   const DType dt = x.dtype();
   const Device dev = x.device();
-  if (seq_len != seq_len_ || !rope_cos_.defined()) {
+  // Tables in the statistics dtype: f32 next to bf16 activations.
+  const DType table_dt = AccumDType(dt);
+  if (seq_len != seq_len_ || !rope_cos_.defined() || rope_cos_.dtype() != table_dt ||
+      rope_cos_.device() != dev) {
     seq_len_ = seq_len;
-    Tensor c = Tensor::Empty({seq_len, shape_.head_dim / 2}, dt);
-    Tensor s = Tensor::Empty({seq_len, shape_.head_dim / 2}, dt);
+    Tensor c = Tensor::Empty({seq_len, shape_.head_dim / 2}, table_dt);
+    Tensor s = Tensor::Empty({seq_len, shape_.head_dim / 2}, table_dt);
     ops::RopeTables(seq_len, shape_.head_dim, shape_.rope_theta, c, s);
-    rope_cos_ = Tensor::Empty(c.shape(), dt, dev);
-    rope_sin_ = Tensor::Empty(s.shape(), dt, dev);
+    rope_cos_ = Tensor::Empty(c.shape(), table_dt, dev);
+    rope_sin_ = Tensor::Empty(s.shape(), table_dt, dev);
     ops::Copy(c, rope_cos_);
     ops::Copy(s, rope_sin_);
   }
   x_ = x;
   Tensor q = q_.Get({T, qw}, dt, dev), k = k_.Get({T, kw}, dt, dev), v = v_.Get({T, kw}, dt, dev);
-  ops::Gemm(x, false, q_proj.value, true, q);
-  ops::Gemm(x, false, k_proj.value, true, k);
-  ops::Gemm(x, false, v_proj.value, true, v);
+  ops::Gemm(x, false, q_proj.compute(), true, q);
+  ops::Gemm(x, false, k_proj.compute(), true, k);
+  ops::Gemm(x, false, v_proj.compute(), true, v);
   ops::Rope(q, rope_cos_, rope_sin_, seq_len, /*inverse=*/false);
   ops::Rope(k, rope_cos_, rope_sin_, seq_len, /*inverse=*/false);
-  Tensor probs = probs_.Get({B, shape_.num_heads, seq_len, seq_len}, dt, dev);
+  Tensor lse = lse_.Get({B, shape_.num_heads, seq_len}, table_dt, dev);
   Tensor ctx = ctx_.Get({T, qw}, dt, dev);
-  ops::CausalAttentionForward(q, k, v, seq_len, probs, ctx);
+  ops::CausalAttentionForward(q, k, v, seq_len, lse, ctx);
   Tensor out = out_.Get({T, shape_.d_model}, dt, dev);
-  ops::Gemm(ctx, false, o_proj.value, true, out);
+  ops::Gemm(ctx, false, o_proj.compute(), true, out);
   return out;
 }
 
@@ -54,14 +57,14 @@ Tensor Attention::Backward(const Tensor& dout) {
   const DType dt = x_.dtype();
   const Device dev = x_.device();
   Tensor q = q_.Get({T, qw}, dt, dev), k = k_.Get({T, kw}, dt, dev), v = v_.Get({T, kw}, dt, dev);
-  Tensor probs = probs_.Get({B, shape_.num_heads, seq_len_, seq_len_}, dt, dev);
+  Tensor lse = lse_.Get({B, shape_.num_heads, seq_len_}, AccumDType(dt), dev);
   Tensor ctx = ctx_.Get({T, qw}, dt, dev);
   // out = ctx o^T
   Tensor dctx = dctx_.Get({T, qw}, dt, dev);
-  ops::Gemm(dout, false, o_proj.value, false, dctx);
+  ops::Gemm(dout, false, o_proj.compute(), false, dctx);
   ops::Gemm(dout, true, ctx, false, o_proj.grad, 1.0, 1.0);
   Tensor dq = dq_.Get({T, qw}, dt, dev), dk = dk_.Get({T, kw}, dt, dev), dv = dv_.Get({T, kw}, dt, dev);
-  ops::CausalAttentionBackward(q, k, v, probs, dctx, seq_len_, dq, dk, dv);
+  ops::CausalAttentionBackward(q, k, v, ctx, lse, dctx, seq_len_, dq, dk, dv);
   // q and k were rotated after projection: un-rotate their gradients.
   ops::Rope(dq, rope_cos_, rope_sin_, seq_len_, /*inverse=*/true);
   ops::Rope(dk, rope_cos_, rope_sin_, seq_len_, /*inverse=*/true);
@@ -69,9 +72,9 @@ Tensor Attention::Backward(const Tensor& dout) {
   ops::Gemm(dk, true, x_, false, k_proj.grad, 1.0, 1.0);
   ops::Gemm(dv, true, x_, false, v_proj.grad, 1.0, 1.0);
   Tensor dx = dx_.Get(x_.shape(), dt, dev);
-  ops::Gemm(dq, false, q_proj.value, false, dx);
-  ops::Gemm(dk, false, k_proj.value, false, dx, 1.0, 1.0);
-  ops::Gemm(dv, false, v_proj.value, false, dx, 1.0, 1.0);
+  ops::Gemm(dq, false, q_proj.compute(), false, dx);
+  ops::Gemm(dk, false, k_proj.compute(), false, dx, 1.0, 1.0);
+  ops::Gemm(dv, false, v_proj.compute(), false, dx, 1.0, 1.0);
   return dx;
 }
 

@@ -35,8 +35,8 @@ class Attention {
   AttentionShape shape_;
   int seq_len_ = 0;
   Tensor x_;
-  Tensor rope_cos_, rope_sin_;                 // [S, hd/2]
-  ScratchTensor q_, k_, v_, probs_, ctx_, out_;  // q, ctx [T, H*hd]; k, v [T, Hkv*hd]
+  Tensor rope_cos_, rope_sin_;                 // [S, hd/2] (AccumDType)
+  ScratchTensor q_, k_, v_, lse_, ctx_, out_;  // q, ctx [T, H*hd]; k, v [T, Hkv*hd]; lse [B, H, S]
   ScratchTensor dctx_, dq_, dk_, dv_, dx_;
 };
 

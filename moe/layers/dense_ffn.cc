@@ -18,7 +18,7 @@ Tensor DenseFfn::Forward(const Tensor& x, const StepContext& /*ctx*/) {
                          up_.Get(hidden, x.dtype(), x.device()),
                          act_.Get(hidden, x.dtype(), x.device())};
   Tensor y = y_.Get(x.shape(), x.dtype(), x.device());
-  SwigluMlpForward(x, gate_proj.value, up_proj.value, down_proj.value, acts, y);
+  SwigluMlpForward(x, gate_proj.compute(), up_proj.compute(), down_proj.compute(), acts, y);
   return y;
 }
 
@@ -28,7 +28,8 @@ Tensor DenseFfn::Backward(const Tensor& dy, double /*loss_scale*/) {
                          up_.Get(hidden, x_.dtype(), x_.device()),
                          act_.Get(hidden, x_.dtype(), x_.device())};
   Tensor dx = dx_.Get(x_.shape(), x_.dtype(), x_.device());
-  SwigluMlpBackward(x_, gate_proj.value, up_proj.value, down_proj.value, acts, dy, gate_proj.grad,
+  SwigluMlpBackward(x_, gate_proj.compute(), up_proj.compute(), down_proj.compute(), acts, dy,
+                    gate_proj.grad,
                     up_proj.grad, down_proj.grad, dx, dgate_.Get(hidden, x_.dtype(), x_.device()),
                     dup_.Get(hidden, x_.dtype(), x_.device()));
   return dx;

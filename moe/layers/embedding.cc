@@ -10,9 +10,9 @@ Embedding::Embedding(int64_t vocab, int64_t d_model, DType dtype, Device device)
 
 Tensor Embedding::Forward(const Tensor& ids) {
   ids_ = ids;
-  Tensor out = out_.Get({ids.numel(), weight.value.dim(1)}, weight.value.dtype(),
-                        weight.value.device());
-  ops::EmbeddingForward(ids, weight.value, out);
+  const Tensor& table = weight.compute();
+  Tensor out = out_.Get({ids.numel(), table.dim(1)}, table.dtype(), table.device());
+  ops::EmbeddingForward(ids, table, out);
   return out;
 }
 

@@ -35,7 +35,9 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
   Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
   ops::PermutationIndices(routing.expert_ids, routing.slots, routing.kept, row_token, row_choice);
-  Tensor row_gate = row_gate_.Get({n, 1}, dt, dev);
+  // Gates stay in the router's dtype (f32 next to bf16 activations).
+  const DType gdt = routing.gates.dtype();
+  Tensor row_gate = row_gate_.Get({n, 1}, gdt, dev);
   ops::GatherRows(routing.gates.Reshape({routing.gates.numel(), 1}), row_choice, row_gate);
   Tensor x_perm = x_perm_.Get({n, D}, dt, dev);
   ops::GatherRows(x, row_token, x_perm);
@@ -44,7 +46,11 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   plan_ = dispatcher_->Plan(stats.kept);
   Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
   dispatcher_->Dispatch(plan_, x_perm, x_local);
-  Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert);
+  // With a fixed capacity on a GPU, pad every expert to the capacity bound
+  // (ep source ranks of at most C rows each): one strided-batched GEMM.
+  const int64_t pad = dev == Device::kCuda && routing.capacity >= 0
+                          ? routing.capacity * dispatcher_->ep_size() : 0;
+  Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert, pad);
   Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
   dispatcher_->Combine(plan_, y_local, y_perm);
 
@@ -61,13 +67,14 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   const DType dt = x_.dtype();
   const Device dev = x_.device();
   const int64_t n = plan_.total_send;
+  const DType gdt = router_.routing().gates.dtype();
   Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
   Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
-  Tensor row_gate = row_gate_.Get({n, 1}, dt, dev);
+  Tensor row_gate = row_gate_.Get({n, 1}, gdt, dev);
   Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
 
   // y_t = sum_c g_c y_c:  dg_c = dy_t . y_c,  dy_c = g_c dy_t
-  Tensor dgate_rows = dgate_rows_.Get({n, 1}, dt, dev);
+  Tensor dgate_rows = dgate_rows_.Get({n, 1}, gdt, dev);
   ops::GatherRowDot(dy, row_token, y_perm, dgate_rows);
   Tensor dy_perm = dy_perm_.Get({n, D}, dt, dev);
   ops::GatherRows(dy, row_token, dy_perm, &row_gate);
@@ -84,7 +91,7 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   ops::ScatterAddRows(dx_perm, row_token, dx);
 
   // Gate gradients back to [T, k] (dropped choices stay 0), then the router.
-  Tensor dgates = dgates_.Get({T * k, 1}, dt, dev);
+  Tensor dgates = dgates_.Get({T * k, 1}, gdt, dev);
   ops::Fill(dgates, 0.0);
   ops::ScatterAddRows(dgate_rows, row_choice, dgates);
   router_.Backward(dgates.Reshape({T, k}), loss_scale, dx);

@@ -23,20 +23,24 @@ Router::Router(const std::string& prefix, int64_t d_model, const RouterOptions& 
 const Routing& Router::Forward(const Tensor& x, const StepContext& ctx, int layer_index) {
   const int64_t T = x.dim(0), D = x.dim(1);
   const int E = options_.num_experts, k = options_.top_k;
+  // The router computes in its weight's dtype, f32 also next to bf16
+  // activations (ST-MoE's selective precision): x is converted once.
   const DType dt = weight.value.dtype();
   const Device dev = x.device();
-  SB_CHECK(x.dtype() == dt) << "router input " << x.ToString() << " vs weight "
-                            << weight.value.ToString();
   x_ = x;
+  if (x.dtype() != dt) {
+    x_ = x_converted_.Get({T, D}, dt, dev);
+    ops::Convert(x, x_);
+  }
   // Jitter multiplies the router's copy of x only (Switch); experts see x.
   jittered_ = ctx.training && options_.jitter_eps > 0.0;
-  Tensor xr = x;
+  Tensor xr = x_;
   if (jittered_) {
     xr = x_router_.Get({T, D}, dt, dev);
     const uint64_t key = StreamKey({ctx.seed, static_cast<uint64_t>(ctx.step),
                                     static_cast<uint64_t>(ctx.micro_batch),
                                     static_cast<uint64_t>(layer_index), 0x6a177e5ULL});
-    ops::RouterJitter(x, options_.jitter_eps, key, noise_.Get({T, D}, dt, dev), xr);
+    ops::RouterJitter(x_, options_.jitter_eps, key, noise_.Get({T, D}, dt, dev), xr);
   }
   Tensor logits = logits_.Get({T, E}, dt, dev);
   ops::Gemm(xr, false, weight.value, true, logits);
@@ -57,17 +61,21 @@ const Routing& Router::Forward(const Tensor& x, const StepContext& ctx, int laye
   r.kept = kept_.Get({E}, DType::kI32, dev);
   ops::AssignSlots(r.expert_ids, E, r.capacity, r.slots, r.routed, r.kept);
 
+  // Statistics and counts in one tensor: on a GPU, the layer's only read
+  // back to the host (the dispatcher needs the counts; docs/cuda.md).
   RouterStats& s = stats_;
-  s.aux_loss = ops::LoadBalancingLoss(probs, r.routed, k, 0.0, Tensor());
-  s.z_loss = ops::RouterZLoss(lse, probs, 0.0, Tensor());
-  s.entropy = ops::MeanEntropy(probs);
+  Tensor summary = summary_.Get({3 + 2 * int64_t{E}}, DType::kF64, dev);
+  ops::RouterSummary(probs, lse, r.routed, r.kept, k, summary);
+  const std::vector<double> values = summary.ToDoubles();
+  s.aux_loss = values[0];
+  s.z_loss = values[1];
+  s.entropy = values[2];
   s.routed.assign(E, 0);
   s.kept.assign(E, 0);
-  const std::vector<double> routed = r.routed.ToDoubles(), kept = r.kept.ToDoubles();
   int64_t total_kept = 0;
   for (int e = 0; e < E; ++e) {
-    s.routed[e] = static_cast<int64_t>(routed[e]);
-    s.kept[e] = static_cast<int64_t>(kept[e]);
+    s.routed[e] = static_cast<int64_t>(values[3 + e]);
+    s.kept[e] = static_cast<int64_t>(values[3 + E + e]);
     total_kept += s.kept[e];
   }
   s.dropped_fraction = T ? 1.0 - static_cast<double>(total_kept) / (T * k) : 0.0;
@@ -87,18 +95,19 @@ void Router::Backward(const Tensor& dgates, double loss_scale, const Tensor& dx)
   Tensor dprobs = dprobs_.Get({T, E}, dt, dev);
   ops::Fill(dprobs, 0.0);
   ops::ScatterTopK(routing_.expert_ids, dtopk, dprobs);
-  ops::LoadBalancingLoss(probs, routing_.routed, k, loss_scale * options_.aux_loss_coef, dprobs);
+  ops::LoadBalancingLossBackward(routing_.routed, k, loss_scale * options_.aux_loss_coef, dprobs);
   Tensor dlogits = dlogits_.Get({T, E}, dt, dev);
   ops::Fill(dlogits, 0.0);
   ops::SoftmaxBackward(probs, dprobs, dlogits);
-  ops::RouterZLoss(lse, probs, loss_scale * options_.z_loss_coef, dlogits);
+  ops::RouterZLossBackward(lse, probs, loss_scale * options_.z_loss_coef, dlogits);
   // logits = xr W^T with xr = x * noise
   const Tensor xr = jittered_ ? x_router_.Get({T, D}, dt, dev) : x_;
   ops::Gemm(dlogits, true, xr, false, weight.grad, 1.0, 1.0);
-  if (jittered_) {
+  if (jittered_ || dx.dtype() != dt) {
+    // Through an f32 buffer: the noise, and/or bf16 dx (added by ops::Axpy).
     Tensor dxr = dx_router_.Get({T, D}, dt, dev);
     ops::Gemm(dlogits, false, weight.value, false, dxr);
-    ops::Mul(dxr, noise_.Get({T, D}, dt, dev), dxr);
+    if (jittered_) ops::Mul(dxr, noise_.Get({T, D}, dt, dev), dxr);
     ops::Axpy(1.0, dxr, dx);
   } else {
     ops::Gemm(dlogits, false, weight.value, false, dx, 1.0, 1.0);

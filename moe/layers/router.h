@@ -53,10 +53,11 @@ class Router {
   // prefix: "model.layers.3.block_sparse_moe."
   Router(const std::string& prefix, int64_t d_model, const RouterOptions& options, DType dtype,
          Device device);
-  // x [T, D]; layer_index keys the jitter stream.
+  // x [T, D] (any float dtype; the router computes in its weight's dtype,
+  // f32 next to bf16 activations); layer_index keys the jitter stream.
   const Routing& Forward(const Tensor& x, const StepContext& ctx, int layer_index);
-  // dgates [T, k] (zero for dropped choices); adds the router's input
-  // gradient into dx [T, D]; weight.grad +=. Includes the router losses
+  // dgates [T, k] (zero for dropped choices, the router's dtype); adds the
+  // router's input gradient into dx [T, D] (x's dtype); weight.grad +=. Includes the router losses
   // weighted by their coefficients times loss_scale.
   void Backward(const Tensor& dgates, double loss_scale, const Tensor& dx);
   const RouterStats& stats() const { return stats_; }
@@ -73,8 +74,8 @@ class Router {
   bool jittered_ = false;
   Routing routing_;
   RouterStats stats_;
-  Tensor x_, logits_view_;
-  ScratchTensor x_router_, noise_, logits_, probs_, lse_, topk_probs_;
+  Tensor x_, logits_view_;  // x_: the input in the router's dtype
+  ScratchTensor x_converted_, x_router_, noise_, logits_, probs_, lse_, topk_probs_, summary_;
   ScratchTensor expert_ids_, gates_, slots_, routed_, kept_;
   ScratchTensor dtopk_, dprobs_, dlogits_, dx_router_;
 };

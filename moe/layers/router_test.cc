@@ -78,19 +78,33 @@ TEST(RouterLosses, LoadBalancingAndZLossValues) {
   // Balanced top-1 routing: f = [1/2, 1/2], P = [0.55, 0.45] -> 2 * 0.5 = 1.
   Tensor p = Tensor::FromVector<double>({0.7, 0.3, 0.4, 0.6}, {2, 2});
   Tensor routed = Tensor::FromVector<int32_t>({1, 1}, {2});
-  EXPECT_NEAR(ops::LoadBalancingLoss(p, routed, 1, 0.0, Tensor()), 1.0, 1e-15);
+  EXPECT_NEAR(ops::LoadBalancingLoss(p, routed, 1), 1.0, 1e-15);
   // Collapsed: both tokens to e0: f = [1, 0], P = [0.65, 0.35] -> 2 * 0.65.
   Tensor p2 = Tensor::FromVector<double>({0.7, 0.3, 0.6, 0.4}, {2, 2});
   Tensor routed2 = Tensor::FromVector<int32_t>({2, 0}, {2});
-  EXPECT_NEAR(ops::LoadBalancingLoss(p2, routed2, 1, 0.0, Tensor()), 1.3, 1e-15);
+  EXPECT_NEAR(ops::LoadBalancingLoss(p2, routed2, 1), 1.3, 1e-15);
   // Top-2 over 2 experts: every expert gets half of the T*k choices -> balanced = 1.
   Tensor routed3 = Tensor::FromVector<int32_t>({2, 2}, {2});
-  EXPECT_NEAR(ops::LoadBalancingLoss(p2, routed3, 2, 0.0, Tensor()), 1.0, 1e-15);
+  EXPECT_NEAR(ops::LoadBalancingLoss(p2, routed3, 2), 1.0, 1e-15);
   // z-loss of zero logits over 2 experts: (log 2)^2.
   Tensor lse = Tensor::FromVector<double>({std::log(2.0), std::log(2.0)}, {2});
   Tensor half = Tensor::FromVector<double>({0.5, 0.5, 0.5, 0.5}, {2, 2});
-  EXPECT_NEAR(ops::RouterZLoss(lse, half, 0.0, Tensor()), std::log(2.0) * std::log(2.0), 1e-15);
+  EXPECT_NEAR(ops::RouterZLoss(lse), std::log(2.0) * std::log(2.0), 1e-15);
   EXPECT_NEAR(ops::MeanEntropy(half), std::log(2.0), 1e-15);
+  // The gradients: dL_aux/dP[t, e] = E f_e / T, dL_z/dlogits = 2 lse_t p / T.
+  Tensor dp = Tensor::Zeros({2, 2}, DType::kF64);
+  ops::LoadBalancingLossBackward(routed2, 1, 0.5, dp);
+  EXPECT_EQ(dp.ToDoubles(), (std::vector<double>{0.5 * 2 * 1.0 / 2, 0.0, 0.5 * 2 * 1.0 / 2, 0.0}));
+  Tensor dl = Tensor::Zeros({2, 2}, DType::kF64);
+  ops::RouterZLossBackward(lse, half, 0.5, dl);
+  for (double v : dl.ToDoubles()) EXPECT_NEAR(v, 0.5 * 2 * std::log(2.0) * 0.5 / 2, 1e-15);
+  // The summary holds the same values and the counts, in one tensor.
+  Tensor summary = Tensor::Empty({7}, DType::kF64);
+  Tensor kept = Tensor::FromVector<int32_t>({1, 0}, {2});
+  ops::RouterSummary(p2, lse, routed2, kept, 1, summary);
+  EXPECT_EQ(summary.ToDoubles(),
+            (std::vector<double>{ops::LoadBalancingLoss(p2, routed2, 1), ops::RouterZLoss(lse),
+                                 ops::MeanEntropy(p2), 2, 0, 1, 0}));
 }
 
 TEST(Router, StatsCountDropsAndCapacity) {

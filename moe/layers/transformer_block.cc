@@ -24,18 +24,33 @@ std::vector<Parameter*> TransformerBlock::Parameters() {
   return params;
 }
 
-Tensor TransformerBlock::Forward(const Tensor& x, int seq_len, const StepContext& ctx) {
+void TransformerBlock::RunLayers(const Tensor& x, int seq_len, const StepContext& ctx,
+                                 const Tensor& out) {
+  ScratchArena::Scope scope(forward_arena_);
   Tensor h = h_.Get(x.shape(), x.dtype(), x.device());
   ops::Add(x, attention_.Forward(input_norm_.Forward(x), seq_len), h);
-  Tensor out = out_.Get(x.shape(), x.dtype(), x.device());
   ops::Add(h, ffn_->Forward(post_attention_norm_.Forward(h), ctx), out);
+}
+
+Tensor TransformerBlock::Forward(const Tensor& x, int seq_len, const StepContext& ctx) {
+  Tensor out = out_.Get(x.shape(), x.dtype(), x.device());
+  if (forward_arena_) {
+    x_ = x;
+    seq_len_ = seq_len;
+    ctx_ = ctx;
+  }
+  RunLayers(x, seq_len, ctx, out);
   return out;
 }
 
 Tensor TransformerBlock::Backward(const Tensor& dout, double loss_scale) {
+  // Recomputation: the same inputs, jitter keys and routing give the same
+  // activations (and write the same output again).
+  if (forward_arena_) RunLayers(x_, seq_len_, ctx_, out_.Get(x_.shape(), x_.dtype(), x_.device()));
+  Tensor dx = dx_.Get(dout.shape(), dout.dtype(), dout.device());
+  ScratchArena::Scope scope(backward_arena_);
   Tensor dh = dh_.Get(dout.shape(), dout.dtype(), dout.device());
   ops::Add(dout, post_attention_norm_.Backward(ffn_->Backward(dout, loss_scale)), dh);
-  Tensor dx = dx_.Get(dout.shape(), dout.dtype(), dout.device());
   ops::Add(dh, input_norm_.Backward(attention_.Backward(dh)), dx);
   return dx;
 }

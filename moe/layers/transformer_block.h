@@ -22,6 +22,14 @@ class TransformerBlock {
   Tensor Forward(const Tensor& x, int seq_len, const StepContext& ctx);
   // dout [T, D] -> dx [T, D]
   Tensor Backward(const Tensor& dout, double loss_scale);
+  // Activation recomputation (docs/cuda.md, "Memory"): the block keeps only
+  // its input and output; its layers' buffers live in `forward` and
+  // `backward` (shared by every recomputing block of the same kind), and
+  // Backward first runs Forward again. Null arenas: keep everything.
+  void set_recompute(ScratchArena* forward, ScratchArena* backward) {
+    forward_arena_ = forward;
+    backward_arena_ = backward;
+  }
   std::vector<Parameter*> Parameters();
   // The MoE layer of this block, or null when its FFN is dense.
   MoeLayer* moe() { return dynamic_cast<MoeLayer*>(ffn_.get()); }
@@ -33,6 +41,17 @@ class TransformerBlock {
   Attention attention_;
   RmsNorm post_attention_norm_;
   std::unique_ptr<FeedForward> ffn_;
+  // The block's layers between input and output (in the forward arena
+  // when recomputing).
+  void RunLayers(const Tensor& x, int seq_len, const StepContext& ctx, const Tensor& out);
+
+  ScratchArena* forward_arena_ = nullptr;
+  ScratchArena* backward_arena_ = nullptr;
+  Tensor x_;  // the input, kept for recomputation
+  int seq_len_ = 0;
+  StepContext ctx_;
+  // out_ and dx_ are the block's boundaries (the next block's input, the
+  // previous block's output gradient): never in an arena.
   ScratchTensor h_, out_, dh_, dx_;
 };
 

@@ -10,8 +10,11 @@
 // Runs the CUDA twin when the tensor lives on the GPU.
 #define SB_ON_CUDA(t, fn, ...) \
   if ((t).device() == ::sb::Device::kCuda) return ::sb::cuda::fn(__VA_ARGS__)
+// Calls the CUDA twin (the caller has checked that t is on the GPU).
+#define SB_CALL_CUDA(t, fn, ...) ::sb::cuda::fn(__VA_ARGS__)
 #else
 #define SB_ON_CUDA(t, fn, ...) SB_CPU_ONLY(t, fn)
+#define SB_CALL_CUDA(t, fn, ...) SB_CPU_ONLY(t, fn)
 #endif
 
 // For ops that have no CUDA implementation yet: fail loudly, never silently.

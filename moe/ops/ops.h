@@ -1,7 +1,9 @@
 // The device-neutral op API. Layers call only these functions; each one runs
 // the CPU reference implementation (moe/ops/cpu/, OpenBLAS + OpenMP) or the
 // CUDA one (moe/ops/cuda/) chosen by the device of its tensors. Float ops
-// take f32 or f64 on CPU (f64 serves gradient checks).
+// take f32 or f64 on CPU (f64 serves gradient checks) and f32 or bf16 on
+// CUDA; statistics next to bf16 activations are f32 (AccumDType), and where a
+// comment says so a CUDA op mixes bf16 inputs with f32 outputs or scales.
 //
 // Conventions: T = tokens in the micro-batch (batch * seq, row-major, token
 // t = b * seq + s), D = d_model, H / Hkv = query / key-value heads, hd = head
@@ -11,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "moe/core/tensor.h"
 
@@ -21,18 +24,37 @@ void Fill(const Tensor& x, double value);
 void Copy(const Tensor& src, const Tensor& dst);  // same numel and dtype, any devices
 void Add(const Tensor& a, const Tensor& b, const Tensor& out);  // out = a + b; out may alias
 void Mul(const Tensor& a, const Tensor& b, const Tensor& out);  // out = a * b; out may alias
-void Axpy(double alpha, const Tensor& x, const Tensor& y);      // y += alpha * x
+// y += alpha * x. CUDA: x and y may differ in float dtype (an f32 gradient
+// added into bf16 activations).
+void Axpy(double alpha, const Tensor& x, const Tensor& y);
 void Scale(const Tensor& x, double alpha);                       // x *= alpha
-double SumSquares(const Tensor& x);                              // sum of x^2, in f64
+// Sum of x^2 in f64, in a fixed order (the same bits on every run).
+double SumSquares(const Tensor& x);
+// Sum over all xs of their sums of squares (all on one device): on CUDA one
+// device-to-host read for the lot (the global gradient norm).
+double SumSquaresOfAll(const std::vector<Tensor>& xs);
 bool AllFinite(const Tensor& x);
-// Converts between float dtypes (f32 <-> f64 <-> bf16), same numel.
+// Converts between float dtypes (f32 <-> f64 <-> bf16), same numel, both
+// tensors on the same device (CUDA: f32 <-> bf16).
 void Convert(const Tensor& src, const Tensor& dst);
 
 // ----------------------------------------------------------------------- GEMM
 // c = alpha * op(a) @ op(b) + beta * c, all 2-D row-major; op(x) = x^T when
-// trans. Linear layers store HF's [out, in] weights: y = x @ W^T.
+// trans. Linear layers store HF's [out, in] weights: y = x @ W^T. CUDA: a and
+// b bf16 with c f32 is allowed (weight gradients accumulate in f32).
 void Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
           double alpha = 1.0, double beta = 0.0);
+// The experts' GEMMs: G products in one call. Each of a, b, c is either a
+// stack [G, r, w] (group g uses slice g) or a 2-D row-blocked matrix [N, w]
+// (group g uses rows [off_g, off_g + rows[g]), off = exclusive cumsum of
+// rows, N = sum(rows)); then c_g = alpha op(a_g) op(b_g) + beta c_g.
+// Forward x_g W1_g^T is (rows, stack, rows); the weight gradient
+// dW_g += dh_g^T x_g is (rows^T, rows, stack), where a group without rows
+// leaves c_g as beta * c_g. CUDA: cuBLAS strided-batched GEMM when every
+// group has the same rows (fixed capacity), grouped GEMM
+// (cublasGemmGroupedBatchedEx) otherwise; dtypes as Gemm.
+void GroupedGemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+                 const std::vector<int64_t>& rows, double alpha = 1.0, double beta = 0.0);
 
 // ------------------------------------------------------------------ embedding
 // out[t] = table[ids[t]]        ids [T] i32, table [V, D], out [T, D]
@@ -45,7 +67,7 @@ void EmbeddingBackward(const Tensor& ids, const Tensor& dout, const Tensor& dtab
 // x, y [T, D]; w [D]; rstd [T] (saved for backward)
 void RmsNormForward(const Tensor& x, const Tensor& w, double eps, const Tensor& y,
                     const Tensor& rstd);
-// dx [T, D] (overwritten), dw [D] (+=)
+// dx [T, D] (overwritten), dw [D] (+=; CUDA: f32 whatever x's dtype)
 void RmsNormBackward(const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dy,
                      const Tensor& dx, const Tensor& dw);
 
@@ -55,19 +77,24 @@ void RmsNormBackward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
 // cos, sin [S, hd/2] tables for positions 0..S-1 (host-computed, f64 exact).
 void RopeTables(int seq_len, int head_dim, double theta, const Tensor& cos, const Tensor& sin);
 // In place on x [T, heads * hd]; token t has position t % seq_len. inverse
-// applies the transpose rotation (the backward pass).
+// applies the transpose rotation (the backward pass). CUDA: f32 tables may
+// rotate bf16 x.
 void Rope(const Tensor& x, const Tensor& cos, const Tensor& sin, int seq_len, bool inverse);
 
 // ------------------------------------------------------------------ attention
 // Causal softmax(q k^T / sqrt(hd)) v with grouped-query attention: query head
-// h reads key/value head h / (H / Hkv).
-// q [T, H*hd], k, v [T, Hkv*hd], probs [B, H, S, S] (saved), out [T, H*hd]
+// h reads key/value head h / (H / Hkv). FlashAttention-style (Dao et al.
+// 2022): the [S, S] probabilities are never stored; the forward saves each
+// query's log-sum-exp of its scaled scores and the backward recomputes the
+// probabilities from it. CUDA: cuDNN's fused attention for bf16, an own
+// kernel for f32 (docs/cuda.md).
+// q [T, H*hd], k, v [T, Hkv*hd], out [T, H*hd], lse [B, H, S] (AccumDType)
 void CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
-                            const Tensor& probs, const Tensor& out);
-// dq [T, H*hd], dk, dv [T, Hkv*hd], all overwritten.
+                            const Tensor& lse, const Tensor& out);
+// out and lse from the forward; dq [T, H*hd], dk, dv [T, Hkv*hd], all overwritten.
 void CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& probs, const Tensor& dout, int seq_len,
-                             const Tensor& dq, const Tensor& dk, const Tensor& dv);
+                             const Tensor& out, const Tensor& lse, const Tensor& dout,
+                             int seq_len, const Tensor& dq, const Tensor& dk, const Tensor& dv);
 
 // --------------------------------------------------------------------- SwiGLU
 // out = silu(gate) * up         gate, up, out [N, F]  (Shazeer 2020)
@@ -81,15 +108,21 @@ void SwigluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
 void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse);
 // dlogits (+=) = probs * (dprobs - sum(probs * dprobs))      [T, E]
 void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dlogits);
-// Cross-entropy split in two passes so that the logits survive the forward
-// (the `forward` command writes them) while backward needs no [T, V] buffer.
-// Forward: lse[t] = logsumexp(logits[t]); losses[t] = lse[t] - logits[t, targets[t]].
-// Targets < 0 are ignored (loss 0, gradient 0).   logits [T, V], targets [T] i32, losses, lse [T]
-void CrossEntropyForward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
-                         const Tensor& lse);
-// dlogits = grad_scale * (softmax(logits) - onehot(targets)); dlogits may alias logits.
-void CrossEntropyBackward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                          double grad_scale, const Tensor& dlogits);
+// The LM head and its cross-entropy in one op, over chunks of at most
+// chunk_rows tokens, so that the [T, V] logits never exist whole (a chunk's
+// [chunk_rows, V] logits live in a scratch buffer; f32 on CUDA):
+//   logits = hidden head^T;  losses[t] = logsumexp(logits[t]) - logits[t, targets[t]]
+// and losses[t] = 0 where targets[t] < 0 (ignored). When dhidden is defined
+// the same pass adds the gradient of grad_scale * sum_t losses[t]:
+//   dhidden  = grad_scale (softmax(logits) - onehot(targets)) head    (overwritten)
+//   dhead   += grad_scale (softmax(logits) - onehot(targets))^T hidden
+// Doing so while a chunk's logits are at hand spares backward a second
+// logits GEMM (Liger Kernel's fused linear cross-entropy does the same).
+// hidden [T, D], head [V, D], targets [T] i32, losses [T] (AccumDType),
+// dhidden [T, D] (hidden's dtype), dhead [V, D] (CUDA: f32).
+void LmHeadCrossEntropy(const Tensor& hidden, const Tensor& head, const Tensor& targets,
+                        int64_t chunk_rows, double grad_scale, const Tensor& losses,
+                        const Tensor& dhidden, const Tensor& dhead);
 
 // -------------------------------------------------------------------- routing
 // Multiplies by U(1 - eps, 1 + eps) drawn from counter stream `key` at index
@@ -119,25 +152,40 @@ void PermutationIndices(const Tensor& expert_ids, const Tensor& slot, const Tens
 // dprobs[t, expert_ids[t, r]] += dtopk_probs[t, r]            dprobs [T, E]
 void ScatterTopK(const Tensor& expert_ids, const Tensor& dtopk_probs, const Tensor& dprobs);
 // Load-balancing loss E * sum_e f_e * P_e with f_e = routed_e / (T k) and
-// P_e = mean_t probs[t, e] (Switch eq. 4, top-k choices); returns its value and,
-// when dprobs is defined, adds grad_scale * dL/dprobs = grad_scale * E f_e / T.
-double LoadBalancingLoss(const Tensor& probs, const Tensor& routed, int k, double grad_scale,
-                         const Tensor& dprobs);
-// z-loss mean_t lse_t^2 (ST-MoE eq. 5); returns its value and, when dlogits is
-// defined, adds grad_scale * 2 lse_t probs[t, e] / T.
-double RouterZLoss(const Tensor& lse, const Tensor& probs, double grad_scale,
-                   const Tensor& dlogits);
+// P_e = mean_t probs[t, e] (Switch eq. 4, top-k choices).
+double LoadBalancingLoss(const Tensor& probs, const Tensor& routed, int k);
+// dprobs += grad_scale * dL/dprobs = grad_scale * E f_e / T.
+void LoadBalancingLossBackward(const Tensor& routed, int k, double grad_scale,
+                               const Tensor& dprobs);
+// z-loss mean_t lse_t^2 (ST-MoE eq. 5).
+double RouterZLoss(const Tensor& lse);
+// dlogits += grad_scale * 2 lse_t probs[t, e] / T.
+void RouterZLossBackward(const Tensor& lse, const Tensor& probs, double grad_scale,
+                         const Tensor& dlogits);
 // Mean over rows of the entropy of probs (nats).
 double MeanEntropy(const Tensor& probs);
+// A router's statistics in one f64 tensor on its device, so that a GPU
+// returns them in one read: summary [3 + 2E] = {LoadBalancingLoss,
+// RouterZLoss, MeanEntropy, routed[0..E), kept[0..E)}.
+void RouterSummary(const Tensor& probs, const Tensor& lse, const Tensor& routed,
+                   const Tensor& kept, int k, const Tensor& summary);
 
 // ---------------------------------------------------------- row permutations
 // dst[m] = src[index[m]] * (scale ? scale[m] : 1)   src [N, D], index [M], dst [M, D]
+// (CUDA: scale may be f32 for bf16 rows, as the router's gates are.)
 void GatherRows(const Tensor& src, const Tensor& index, const Tensor& dst,
                 const Tensor* scale = nullptr);
 // dst[index[m]] += src[m] * (scale ? scale[m] : 1)  src [M, D], dst [N, D] (+=)
+// Each destination row adds its sources in increasing m (CUDA too, after a
+// stable sort of index: no atomics, the same bits on every run).
 void ScatterAddRows(const Tensor& src, const Tensor& index, const Tensor& dst,
                     const Tensor* scale = nullptr);
+// Padded layout of row-blocked groups: row m of group g (groups of rows[g]
+// rows in order, offsets off_g) goes to row g * pad_rows + (m - off_g).
+// index [sum(rows)] i32. (The GPU writes it from kernel arguments: no copy.)
+void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Tensor& index);
 // out[m] = a[index[m]] . b[m]                        a [N, D], b [M, D], out [M]
+// (CUDA: out f32 for bf16 rows.)
 void GatherRowDot(const Tensor& a, const Tensor& index, const Tensor& b, const Tensor& out);
 
 }  // namespace sb::ops

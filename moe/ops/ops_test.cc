@@ -61,22 +61,48 @@ TEST(Softmax, RowsSumToOneAndLseMatches) {
   }
 }
 
-TEST(CrossEntropy, LossAndGradientMatchDefinition) {
-  Tensor logits = RandomTensor({3, 5}, 6);
-  Tensor targets = Tensor::FromVector<int32_t>({4, -1, 0}, {3});
-  Tensor losses = Tensor::Empty({3}, DType::kF64), grad = Tensor::Empty({3, 5}, DType::kF64);
-  Tensor lse = Tensor::Empty({3}, DType::kF64);
-  ops::CrossEntropyForward(logits, targets, losses, lse);
-  ops::CrossEntropyBackward(logits, targets, lse, 0.5, grad);
-  const std::vector<double> x = logits.ToDoubles();
-  double lse0 = 0;
-  for (int j = 0; j < 5; ++j) lse0 += std::exp(x[j]);
-  lse0 = std::log(lse0);
-  EXPECT_NEAR(At(losses, 0), lse0 - x[4], 1e-12);
-  EXPECT_EQ(At(losses, 1), 0.0);  // ignored target
-  EXPECT_NEAR(At(grad, 4), 0.5 * (std::exp(x[4] - lse0) - 1.0), 1e-12);
-  EXPECT_NEAR(At(grad, 1), 0.5 * std::exp(x[1] - lse0), 1e-12);
-  for (int j = 0; j < 5; ++j) EXPECT_EQ(At(grad, 5 + j), 0.0);
+// The fused LM head + cross-entropy against log-softmax of the full logits
+// in f64, for chunk sizes that split the tokens evenly, unevenly, and not at
+// all; the gradient against the definition (softmax - onehot).
+TEST(LmHeadCrossEntropy, MatchesFullLogitsForEveryChunking) {
+  const int64_t T = 5, D = 4, V = 7;
+  Tensor hidden = RandomTensor({T, D}, 6), head = RandomTensor({V, D}, 16);
+  Tensor targets = Tensor::FromVector<int32_t>({4, -1, 0, 6, 2}, {T});
+  Tensor logits = Tensor::Empty({T, V}, DType::kF64);
+  ops::Gemm(hidden, false, head, true, logits);
+  const std::vector<double> x = logits.ToDoubles(), h = hidden.ToDoubles(), w = head.ToDoubles();
+  const std::vector<int32_t> y = {4, -1, 0, 6, 2};
+  const double scale = 0.25;
+  std::vector<double> loss(T), dlogit(T * V, 0.0);
+  for (int64_t t = 0; t < T; ++t) {
+    double z = 0;
+    for (int64_t j = 0; j < V; ++j) z += std::exp(x[t * V + j]);
+    loss[t] = y[t] < 0 ? 0.0 : std::log(z) - x[t * V + y[t]];
+    for (int64_t j = 0; j < V && y[t] >= 0; ++j)
+      dlogit[t * V + j] = scale * (std::exp(x[t * V + j]) / z - (j == y[t] ? 1.0 : 0.0));
+  }
+  for (int64_t chunk : {1, 2, 5, 64}) {
+    Tensor losses = Tensor::Empty({T}, DType::kF64), dh = Tensor::Empty({T, D}, DType::kF64);
+    Tensor dw = Tensor::Zeros({V, D}, DType::kF64);
+    ops::LmHeadCrossEntropy(hidden, head, targets, chunk, scale, losses, dh, dw);
+    for (int64_t t = 0; t < T; ++t) EXPECT_NEAR(At(losses, t), loss[t], 1e-12) << "chunk " << chunk;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t d = 0; d < D; ++d) {
+        double e = 0;
+        for (int64_t j = 0; j < V; ++j) e += dlogit[t * V + j] * w[j * D + d];
+        EXPECT_NEAR(At(dh, t * D + d), e, 1e-12) << "dhidden chunk " << chunk;
+      }
+    for (int64_t j = 0; j < V; ++j)
+      for (int64_t d = 0; d < D; ++d) {
+        double e = 0;
+        for (int64_t t = 0; t < T; ++t) e += dlogit[t * V + j] * h[t * D + d];
+        EXPECT_NEAR(At(dw, j * D + d), e, 1e-12) << "dhead chunk " << chunk;
+      }
+    // Without gradient outputs: the same losses.
+    Tensor only = Tensor::Empty({T}, DType::kF64);
+    ops::LmHeadCrossEntropy(hidden, head, targets, chunk, 0.0, only, Tensor(), Tensor());
+    EXPECT_EQ(only.ToDoubles(), losses.ToDoubles());
+  }
 }
 
 TEST(Rope, MatchesRotateHalfDefinition) {
@@ -106,8 +132,8 @@ TEST(Attention, MatchesNaiveCausalGqa) {
   const int B = 2, S = 5, H = 4, Hkv = 2, hd = 3;
   Tensor q = RandomTensor({B * S, H * hd}, 8), k = RandomTensor({B * S, Hkv * hd}, 9);
   Tensor v = RandomTensor({B * S, Hkv * hd}, 10);
-  Tensor probs = Tensor::Empty({B, H, S, S}, DType::kF64), out = Tensor::Empty({B * S, H * hd}, DType::kF64);
-  ops::CausalAttentionForward(q, k, v, S, probs, out);
+  Tensor lse = Tensor::Empty({B, H, S}, DType::kF64), out = Tensor::Empty({B * S, H * hd}, DType::kF64);
+  ops::CausalAttentionForward(q, k, v, S, lse, out);
   const std::vector<double> Q = q.ToDoubles(), K = k.ToDoubles(), V = v.ToDoubles();
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < H; ++h)
@@ -126,7 +152,68 @@ TEST(Attention, MatchesNaiveCausalGqa) {
           for (int j = 0; j <= i; ++j) o += w[j] / z * V[(b * S + j) * Hkv * hd + g * hd + d];
           EXPECT_NEAR(At(out, (b * S + i) * H * hd + h * hd + d), o, 1e-12);
         }
+        EXPECT_NEAR(At(lse, (b * H + h) * S + i), std::log(z), 1e-12);
       }
+}
+
+// Sequences longer than one query block (64 rows): the blocked forward and
+// the backward's recomputation from lse across block boundaries, against
+// finite differences of L = sum(out * R).
+TEST(Attention, GradientsMatchFiniteDifferencesAcrossQueryBlocks) {
+  const int B = 1, S = 70, H = 2, Hkv = 1, hd = 2;
+  Tensor q = RandomTensor({B * S, H * hd}, 21), k = RandomTensor({B * S, Hkv * hd}, 22);
+  Tensor v = RandomTensor({B * S, Hkv * hd}, 23), r = RandomTensor({B * S, H * hd}, 24);
+  Tensor lse = Tensor::Empty({B, H, S}, DType::kF64), out = Tensor::Empty({B * S, H * hd}, DType::kF64);
+  auto loss = [&] {
+    ops::CausalAttentionForward(q, k, v, S, lse, out);
+    return testing::DotAll(out, r);
+  };
+  loss();
+  Tensor dq = Tensor::Empty(q.shape(), DType::kF64), dk = Tensor::Empty(k.shape(), DType::kF64);
+  Tensor dv = Tensor::Empty(v.shape(), DType::kF64);
+  ops::CausalAttentionBackward(q, k, v, out, lse, r, S, dq, dk, dv);
+  testing::ExpectGradientMatches("dq", q, dq, loss);
+  testing::ExpectGradientMatches("dk", k, dk, loss);
+  testing::ExpectGradientMatches("dv", v, dv, loss);
+}
+
+TEST(GroupedGemm, EqualsOneGemmPerGroup) {
+  // Groups of 3, 0 and 2 rows: forward (rows x stack^T), the weight
+  // gradient (rows^T x rows into a stack, += with an empty group) and the
+  // data gradient (rows x stack).
+  const std::vector<int64_t> rows = {3, 0, 2};
+  const int64_t G = 3, N = 5, D = 4, F = 6;
+  Tensor x = RandomTensor({N, D}, 31), w = RandomTensor({G, F, D}, 32), dy = RandomTensor({N, F}, 33);
+  Tensor y = Tensor::Empty({N, F}, DType::kF64);
+  ops::GroupedGemm(x, false, w, true, y, rows);
+  Tensor dw = RandomTensor({G, F, D}, 34);
+  const std::vector<double> dw0 = dw.ToDoubles();
+  ops::GroupedGemm(dy, true, x, false, dw, rows, 1.0, 1.0);
+  Tensor dx = Tensor::Empty({N, D}, DType::kF64);
+  ops::GroupedGemm(dy, false, w, false, dx, rows, 2.0);
+  int64_t begin = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    const Tensor wg = w.Rows(g, g + 1).Reshape({F, D});
+    Tensor dwg = Tensor::Empty({F, D}, DType::kF64);
+    ops::Copy(Tensor::FromVector(std::vector<double>(dw0.begin() + g * F * D, dw0.begin() + (g + 1) * F * D), {F, D}), dwg);
+    if (rows[g] > 0) {
+      const Tensor xg = x.Rows(begin, begin + rows[g]), dyg = dy.Rows(begin, begin + rows[g]);
+      Tensor yg = Tensor::Empty({rows[g], F}, DType::kF64), dxg = Tensor::Empty({rows[g], D}, DType::kF64);
+      ops::Gemm(xg, false, wg, true, yg);
+      ops::Gemm(dyg, true, xg, false, dwg, 1.0, 1.0);
+      ops::Gemm(dyg, false, wg, false, dxg, 2.0);
+      SB_EXPECT_TENSOR_NEAR(y.Rows(begin, begin + rows[g]), yg, 1e-12);
+      SB_EXPECT_TENSOR_NEAR(dx.Rows(begin, begin + rows[g]), dxg, 1e-12);
+    }
+    SB_EXPECT_TENSOR_NEAR(dw.Rows(g, g + 1), dwg, 1e-12);  // unchanged for the empty group
+    begin += rows[g];
+  }
+}
+
+TEST(RowOps, PaddedRowIndexPlacesEachGroupAtItsPad) {
+  Tensor index = Tensor::Empty({6}, DType::kI32);
+  ops::PaddedRowIndex({2, 0, 3, 1}, 4, index);
+  EXPECT_EQ(index.ToDoubles(), (std::vector<double>{0, 1, 8, 9, 10, 12}));
 }
 
 TEST(RowOps, GatherScatterAreTransposes) {

@@ -1,4 +1,6 @@
-// CPU reference: SwiGLU, row softmax and the fused softmax cross-entropy.
+// CPU reference: SwiGLU, row softmax and the LM head fused with its
+// cross-entropy over chunks of tokens.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -55,7 +57,7 @@ void SwigluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
 }
 
 void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse) {
-  SB_CPU_ONLY(probs, SoftmaxForward);
+  SB_ON_CUDA(probs, SoftmaxForward, logits, probs, lse);
   CheckSame(logits, probs, "SoftmaxForward");
   CheckSame(logits, lse, "SoftmaxForward");
   const int64_t rows = logits.dim(0), cols = logits.dim(1);
@@ -79,7 +81,7 @@ void SoftmaxForward(const Tensor& logits, const Tensor& probs, const Tensor& lse
 }
 
 void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dlogits) {
-  SB_CPU_ONLY(dlogits, SoftmaxBackward);
+  SB_ON_CUDA(dlogits, SoftmaxBackward, probs, dprobs, dlogits);
   CheckSame(probs, dprobs, "SoftmaxBackward");
   CheckSame(probs, dlogits, "SoftmaxBackward");
   const int64_t rows = probs.dim(0), cols = probs.dim(1);
@@ -97,59 +99,67 @@ void SoftmaxBackward(const Tensor& probs, const Tensor& dprobs, const Tensor& dl
   });
 }
 
-void CrossEntropyForward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
-                         const Tensor& lse) {
-  SB_CPU_ONLY(logits, CrossEntropyForward);
-  CheckSame(logits, losses, "CrossEntropyForward");
-  CheckSame(logits, lse, "CrossEntropyForward");
-  const int64_t rows = logits.dim(0), vocab = logits.dim(1);
-  SB_CHECK_EQ(targets.numel(), rows);
+void LmHeadCrossEntropy(const Tensor& hidden, const Tensor& head, const Tensor& targets,
+                        int64_t chunk_rows, double grad_scale, const Tensor& losses,
+                        const Tensor& dhidden, const Tensor& dhead) {
+  SB_ON_CUDA(hidden, LmHeadCrossEntropy, hidden, head, targets, chunk_rows, grad_scale, losses,
+             dhidden, dhead);
+  CheckSame(hidden, head, "LmHeadCrossEntropy");
+  CheckSame(hidden, losses, "LmHeadCrossEntropy");
+  const int64_t rows = hidden.dim(0), vocab = head.dim(0);
+  SB_CHECK(head.dim(1) == hidden.dim(1) && targets.numel() == rows && losses.numel() == rows)
+      << "LmHeadCrossEntropy shapes: hidden " << hidden.ToString() << " head " << head.ToString()
+      << " targets " << targets.ToString() << " losses " << losses.ToString();
+  const bool grad = dhidden.defined();
+  if (grad) {
+    CheckSame(hidden, dhidden, "LmHeadCrossEntropy dhidden");
+    CheckSame(head, dhead, "LmHeadCrossEntropy dhead");
+    CheckShape(dhidden, hidden.shape(), "LmHeadCrossEntropy dhidden");
+    CheckShape(dhead, head.shape(), "LmHeadCrossEntropy dhead");
+  }
+  SB_CHECK_GE(chunk_rows, 1);
   const int32_t* y = targets.data<int32_t>();
-  ForFloat(logits.dtype(), [&](auto tag_) {
-    using T = decltype(tag_);
-    const T* x = logits.data<T>();
-    T* loss = losses.data<T>();
-    T* l = lse.data<T>();
-#pragma omp parallel for schedule(static) if (rows * vocab > 32768)
-    for (int64_t t = 0; t < rows; ++t) {
-      const T* xr = x + t * vocab;
-      T mx = xr[0];
+  for (int64_t t = 0; t < rows; ++t) {
+    SB_CHECK(y[t] < vocab) << "target " << y[t] << " outside vocab " << vocab;
+  }
+  // One chunk's logits, reused across calls (grows once).
+  thread_local ScratchTensor chunk_buffer;
+  for (int64_t c0 = 0; c0 < rows; c0 += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, rows - c0);
+    const Tensor logits = chunk_buffer.Get({n, vocab}, hidden.dtype(), Device::kCpu);
+    const Tensor h = hidden.Rows(c0, c0 + n);
+    Gemm(h, false, head, true, logits);
+    ForFloat(hidden.dtype(), [&](auto tag_) {
+      using T = decltype(tag_);
+      T* x = logits.data<T>();
+      T* loss = losses.data<T>() + c0;
+      const int32_t* yc = y + c0;
+      const T s = static_cast<T>(grad_scale);
+#pragma omp parallel for schedule(static) if (n * vocab > 32768)
+      for (int64_t t = 0; t < n; ++t) {
+        T* xr = x + t * vocab;
+        T mx = xr[0];
 #pragma omp simd reduction(max : mx)
-      for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, xr[j]);
-      T sum = 0;
+        for (int64_t j = 1; j < vocab; ++j) mx = std::max(mx, xr[j]);
+        T sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t j = 0; j < vocab; ++j) sum += FastExp(xr[j] - mx);
-      l[t] = mx + std::log(sum);
-      const int32_t target = y[t];
-      SB_CHECK(target < vocab) << "target " << target << " outside vocab " << vocab;
-      loss[t] = target < 0 ? T(0) : l[t] - xr[target];
-    }
-  });
-}
-
-void CrossEntropyBackward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                          double grad_scale, const Tensor& dlogits) {
-  SB_CPU_ONLY(logits, CrossEntropyBackward);
-  CheckSame(logits, dlogits, "CrossEntropyBackward");
-  const int64_t rows = logits.dim(0), vocab = logits.dim(1);
-  const int32_t* y = targets.data<int32_t>();
-  ForFloat(logits.dtype(), [&](auto tag_) {
-    using T = decltype(tag_);
-    const T* x = logits.data<T>();
-    const T* l = lse.data<T>();
-    T* dx = dlogits.data<T>();
-#pragma omp parallel for schedule(static) if (rows * vocab > 32768)
-    for (int64_t t = 0; t < rows; ++t) {
-      const T* xr = x + t * vocab;
-      T* dr = dx + t * vocab;  // may alias xr: element j is read before it is written
-      const int32_t target = y[t];
-      const T s = target < 0 ? T(0) : static_cast<T>(grad_scale);
-      const T lt = l[t];
+        for (int64_t j = 0; j < vocab; ++j) sum += FastExp(xr[j] - mx);
+        const T lse = mx + std::log(sum);
+        const int32_t target = yc[t];
+        loss[t] = target < 0 ? T(0) : lse - xr[target];
+        if (!grad) continue;
+        // The logits row becomes its gradient in place.
+        const T st = target < 0 ? T(0) : s;
 #pragma omp simd
-      for (int64_t j = 0; j < vocab; ++j) dr[j] = s * FastExp(xr[j] - lt);
-      if (target >= 0) dr[target] -= s;
+        for (int64_t j = 0; j < vocab; ++j) xr[j] = st * FastExp(xr[j] - lse);
+        if (target >= 0) xr[target] -= st;
+      }
+    });
+    if (grad) {
+      Gemm(logits, true, h, false, dhead, 1.0, 1.0);
+      Gemm(logits, false, head, false, dhidden.Rows(c0, c0 + n));
     }
-  });
+  }
 }
 
 }  // namespace sb::ops

@@ -1,6 +1,7 @@
 // CPU reference: rotary position embedding (HF Llama rotate-half) and causal
-// grouped-query attention. Attention keeps the [B, H, S, S] probabilities for
-// backward (fine at CPU sizes; the CUDA path will recompute, FlashAttention-style).
+// grouped-query attention, FlashAttention-style: blocks of queries against
+// the keys they may see, the per-query log-sum-exp saved, the probabilities
+// recomputed in backward (no [B, H, S, S] buffer).
 #include <cblas.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "moe/ops/attention_sizes.h"
 #include "moe/ops/cpu/fast_math.h"
 #include "moe/ops/dispatch.h"
 #include "moe/ops/ops.h"
@@ -78,69 +80,105 @@ void RawGemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, co
 }
 }  // namespace
 
-// Per (batch, head): P = softmax(mask(scale * Q K^T)) and O = P V as two
-// GEMMs over strided head slices. The full S x S score GEMM computes the
-// masked upper triangle too: 2x the causal FLOPs, but BLAS speed beats a
-// hand loop over the triangle by more than that at S ~ 128-1024.
+namespace {
+// Query rows per block: a block's scores [kQueryBlock, keys] stay in cache,
+// and causality trims the keys to the block's last row.
+constexpr int64_t kQueryBlock = 64;
+
+struct AttentionDims : AttentionSizes {
+  int64_t group, qw, kw;
+};
+
+AttentionDims Dims(const Tensor& q, const Tensor& k, const Tensor& lse, int seq_len) {
+  AttentionDims d;
+  static_cast<AttentionSizes&>(d) = AttentionSizesOf(q, k, lse, seq_len);
+  d.group = d.AttentionSizes::group();
+  d.qw = d.H * d.hd;
+  d.kw = d.Hkv * d.hd;
+  return d;
+}
+
+// Turns scores p [rows, keys] (rows = queries i0.., keys <= i0 + rows) into
+// probabilities with the causal mask: row r sees keys 0..i0 + r. With
+// lse_in == nullptr (forward) it normalises and writes lse_out; otherwise it
+// recomputes p = exp(s - lse) from the saved lse (backward).
+template <typename T>
+void CausalSoftmaxRows(T* p, int64_t rows, int64_t keys, int64_t i0, const T* lse_in,
+                       T* lse_out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = p + r * keys;
+    const int64_t last = i0 + r;  // inclusive
+    if (lse_in) {
+      const T l = lse_in[r];
+#pragma omp simd
+      for (int64_t j = 0; j <= last; ++j) row[j] = FastExp(row[j] - l);
+    } else {
+      T mx = row[0];
+      for (int64_t j = 1; j <= last; ++j) mx = std::max(mx, row[j]);
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j <= last; ++j) sum += (row[j] = FastExp(row[j] - mx));
+      const T inv = T(1) / sum;
+      for (int64_t j = 0; j <= last; ++j) row[j] *= inv;
+      lse_out[r] = mx + std::log(sum);
+    }
+    for (int64_t j = last + 1; j < keys; ++j) row[j] = 0;
+  }
+}
+}  // namespace
+
+// Per (batch, head) and block of kQueryBlock queries i0..i1-1 (keys 0..i1-1):
+//   P = causal softmax(scale Q_blk K^T);  O_blk = P V;  lse_i saved.
+// Causality halves the FLOPs of the full [S, S] product.
 void CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v, int seq_len,
-                            const Tensor& probs, const Tensor& out) {
-  SB_CPU_ONLY(out, CausalAttentionForward);
+                            const Tensor& lse, const Tensor& out) {
+  SB_ON_CUDA(out, CausalAttentionForward, q, k, v, seq_len, lse, out);
   CheckSame(q, k, "CausalAttentionForward");
   CheckSame(q, v, "CausalAttentionForward");
   CheckSame(q, out, "CausalAttentionForward");
-  const int64_t rows = q.dim(0), S = seq_len, B = rows / S;
-  const int64_t H = probs.dim(1), hd = q.dim(1) / H, Hkv = k.dim(1) / hd, group = H / Hkv;
-  SB_CHECK(B * S == rows && H * hd == q.dim(1) && Hkv * hd == k.dim(1) && Hkv * group == H)
-      << "attention shapes q " << q.ToString() << " k " << k.ToString() << " probs "
-      << probs.ToString();
-  CheckShape(probs, {B, H, S, S}, "attention probs");
-  const int64_t qw = H * hd, kw = Hkv * hd;
+  CheckSame(q, lse, "CausalAttentionForward");
+  const AttentionDims d = Dims(q, k, lse, seq_len);
   ForFloat(q.dtype(), [&](auto tag_) {
     using T = decltype(tag_);
     const T* pq = q.data<T>();
     const T* pk = k.data<T>();
     const T* pv = v.data<T>();
-    T* pp = probs.data<T>();
+    T* pl = lse.data<T>();
     T* po = out.data<T>();
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-#pragma omp parallel for collapse(2) schedule(static) if (B * H * S * S * hd > 65536)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t kvh = h / group;
-        const T* qbh = pq + b * S * qw + h * hd;
-        const T* kbh = pk + b * S * kw + kvh * hd;
-        const T* vbh = pv + b * S * kw + kvh * hd;
-        T* p = pp + (b * H + h) * S * S;
-        RawGemm(false, true, S, S, hd, scale, qbh, qw, kbh, kw, T(0), p, S);
-        for (int64_t i = 0; i < S; ++i) {
-          T* row = p + i * S;
-          T mx = row[0];
-          for (int64_t j = 1; j <= i; ++j) mx = std::max(mx, row[j]);
-          T sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j <= i; ++j) sum += (row[j] = FastExp(row[j] - mx));
-          const T inv = T(1) / sum;
-          for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-          for (int64_t j = i + 1; j < S; ++j) row[j] = 0;
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.hd)));
+#pragma omp parallel for collapse(2) schedule(static) if (d.B * d.H * d.S * d.S * d.hd > 65536)
+    for (int64_t b = 0; b < d.B; ++b) {
+      for (int64_t h = 0; h < d.H; ++h) {
+        std::vector<T> p(static_cast<size_t>(std::min(kQueryBlock, d.S) * d.S));
+        const int64_t kvh = h / d.group;
+        const T* kb = pk + b * d.S * d.kw + kvh * d.hd;
+        const T* vb = pv + b * d.S * d.kw + kvh * d.hd;
+        for (int64_t i0 = 0; i0 < d.S; i0 += kQueryBlock) {
+          const int64_t rows = std::min(kQueryBlock, d.S - i0), keys = i0 + rows;
+          const T* qb = pq + (b * d.S + i0) * d.qw + h * d.hd;
+          RawGemm(false, true, rows, keys, d.hd, scale, qb, d.qw, kb, d.kw, T(0), p.data(), keys);
+          CausalSoftmaxRows(p.data(), rows, keys, i0, static_cast<const T*>(nullptr),
+                            pl + (b * d.H + h) * d.S + i0);
+          RawGemm(false, false, rows, d.hd, keys, T(1), p.data(), keys, vb, d.kw, T(0),
+                  po + (b * d.S + i0) * d.qw + h * d.hd, d.qw);
         }
-        RawGemm(false, false, S, hd, S, T(1), p, S, vbh, kw, T(0), po + b * S * qw + h * hd, qw);
       }
     }
   });
 }
 
 // Per (batch, kv head), over the query heads of its group (they add into the
-// same dK, dV, so one thread owns them):
+// same dK, dV, so one thread owns them), per query block with recomputed P:
 //   dP = dO V^T;  dS = P o (dP - rowsum(P o dP));  dQ = scale dS K;
 //   dK += scale dS^T Q;  dV += P^T dO.
+// (rowsum(P o dP) equals rowsum(dO o O), which the GPU kernels use.)
 void CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
-                             const Tensor& probs, const Tensor& dout, int seq_len,
-                             const Tensor& dq, const Tensor& dk, const Tensor& dv) {
-  SB_CPU_ONLY(dq, CausalAttentionBackward);
+                             const Tensor& out, const Tensor& lse, const Tensor& dout,
+                             int seq_len, const Tensor& dq, const Tensor& dk, const Tensor& dv) {
+  SB_ON_CUDA(dq, CausalAttentionBackward, q, k, v, out, lse, dout, seq_len, dq, dk, dv);
   CheckSame(q, dout, "CausalAttentionBackward");
-  const int64_t rows = q.dim(0), S = seq_len, B = rows / S;
-  const int64_t H = probs.dim(1), hd = q.dim(1) / H, Hkv = k.dim(1) / hd, group = H / Hkv;
-  const int64_t qw = H * hd, kw = Hkv * hd;
+  CheckSame(q, lse, "CausalAttentionBackward");
+  const AttentionDims d = Dims(q, k, lse, seq_len);
   CheckShape(dq, q.shape(), "dq");
   CheckShape(dk, k.shape(), "dk");
   CheckShape(dv, v.shape(), "dv");
@@ -149,39 +187,49 @@ void CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
     const T* pq = q.data<T>();
     const T* pk = k.data<T>();
     const T* pv = v.data<T>();
-    const T* pp = probs.data<T>();
+    const T* pl = lse.data<T>();
     const T* pdo = dout.data<T>();
     T* pdq = dq.data<T>();
     T* pdk = dk.data<T>();
     T* pdv = dv.data<T>();
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(hd)));
-#pragma omp parallel for collapse(2) schedule(static) if (B * H * S * S * hd > 65536)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
-        std::vector<T> ds(static_cast<size_t>(S * S));
-        const T* kb = pk + b * S * kw + kvh * hd;
-        const T* vb = pv + b * S * kw + kvh * hd;
-        T* dkb = pdk + b * S * kw + kvh * hd;
-        T* dvb = pdv + b * S * kw + kvh * hd;
-        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) {
-          const T* p = pp + (b * H + h) * S * S;
-          const T* dob = pdo + b * S * qw + h * hd;
-          const T* qb = pq + b * S * qw + h * hd;
-          const T beta = h == kvh * group ? T(0) : T(1);  // first head of the group overwrites
-          RawGemm(false, true, S, S, hd, T(1), dob, qw, vb, kw, T(0), ds.data(), S);
-          for (int64_t i = 0; i < S; ++i) {
-            const T* pr = p + i * S;
-            T* dr = ds.data() + i * S;
-            T row_dot = 0;
+    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d.hd)));
+#pragma omp parallel for collapse(2) schedule(static) if (d.B * d.H * d.S * d.S * d.hd > 65536)
+    for (int64_t b = 0; b < d.B; ++b) {
+      for (int64_t kvh = 0; kvh < d.Hkv; ++kvh) {
+        const size_t block = static_cast<size_t>(std::min(kQueryBlock, d.S) * d.S);
+        std::vector<T> p(block), ds(block);
+        const T* kb = pk + b * d.S * d.kw + kvh * d.hd;
+        const T* vb = pv + b * d.S * d.kw + kvh * d.hd;
+        T* dkb = pdk + b * d.S * d.kw + kvh * d.hd;
+        T* dvb = pdv + b * d.S * d.kw + kvh * d.hd;
+        for (int64_t s = 0; s < d.S; ++s) {
+          std::fill(dkb + s * d.kw, dkb + s * d.kw + d.hd, T(0));
+          std::fill(dvb + s * d.kw, dvb + s * d.kw + d.hd, T(0));
+        }
+        for (int64_t h = kvh * d.group; h < (kvh + 1) * d.group; ++h) {
+          for (int64_t i0 = 0; i0 < d.S; i0 += kQueryBlock) {
+            const int64_t rows = std::min(kQueryBlock, d.S - i0), keys = i0 + rows;
+            const T* qb = pq + (b * d.S + i0) * d.qw + h * d.hd;
+            const T* dob = pdo + (b * d.S + i0) * d.qw + h * d.hd;
+            RawGemm(false, true, rows, keys, d.hd, scale, qb, d.qw, kb, d.kw, T(0), p.data(), keys);
+            CausalSoftmaxRows(p.data(), rows, keys, i0, pl + (b * d.H + h) * d.S + i0,
+                              static_cast<T*>(nullptr));
+            RawGemm(false, true, rows, keys, d.hd, T(1), dob, d.qw, vb, d.kw, T(0), ds.data(), keys);
+            for (int64_t r = 0; r < rows; ++r) {
+              const T* pr = p.data() + r * keys;
+              T* dr = ds.data() + r * keys;
+              T row_dot = 0;
 #pragma omp simd reduction(+ : row_dot)
-            for (int64_t j = 0; j <= i; ++j) row_dot += pr[j] * dr[j];
-            // P is 0 above the diagonal, so dS is too.
+              for (int64_t j = 0; j < keys; ++j) row_dot += pr[j] * dr[j];
+              // P is 0 past the diagonal, so dS is too.
 #pragma omp simd
-            for (int64_t j = 0; j < S; ++j) dr[j] = pr[j] * (dr[j] - row_dot);
+              for (int64_t j = 0; j < keys; ++j) dr[j] = pr[j] * (dr[j] - row_dot);
+            }
+            RawGemm(false, false, rows, d.hd, keys, scale, ds.data(), keys, kb, d.kw, T(0),
+                    pdq + (b * d.S + i0) * d.qw + h * d.hd, d.qw);
+            RawGemm(true, false, keys, d.hd, rows, scale, ds.data(), keys, qb, d.qw, T(1), dkb, d.kw);
+            RawGemm(true, false, keys, d.hd, rows, T(1), p.data(), keys, dob, d.qw, T(1), dvb, d.kw);
           }
-          RawGemm(false, false, S, hd, S, scale, ds.data(), S, kb, kw, T(0), pdq + b * S * qw + h * hd, qw);
-          RawGemm(true, false, S, hd, S, scale, ds.data(), S, qb, qw, beta, dkb, kw);
-          RawGemm(true, false, S, hd, S, T(1), p, S, dob, qw, beta, dvb, kw);
         }
       }
     }

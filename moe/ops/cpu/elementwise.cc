@@ -1,6 +1,8 @@
 // CPU reference: fills, copies, axpy-style updates and reductions.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "moe/core/device_memory.h"
 #include "moe/ops/dispatch.h"
@@ -42,7 +44,7 @@ void Add(const Tensor& a, const Tensor& b, const Tensor& out) {
 }
 
 void Mul(const Tensor& a, const Tensor& b, const Tensor& out) {
-  SB_CPU_ONLY(out, Mul);
+  SB_ON_CUDA(out, Mul, a, b, out);
   CheckSame(a, b, "Mul");
   CheckSame(a, out, "Mul");
   SB_CHECK(a.numel() == b.numel() && a.numel() == out.numel()) << "Mul sizes";
@@ -84,21 +86,42 @@ void Scale(const Tensor& x, double alpha) {
   });
 }
 
+namespace {
+// Chunk length of the fixed-order sums below: partial sums of fixed chunks
+// added in index order give the same bits for any thread count.
+constexpr int64_t kSumChunk = 1 << 13;
+}  // namespace
+
 double SumSquares(const Tensor& x) {
   SB_ON_CUDA(x, SumSquares, x);
   const int64_t n = x.numel();
-  double total = 0.0;
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
   ForFloat(x.dtype(), [&](auto tag_) {
     using T = decltype(tag_);
     const T* p = x.data<T>();
-#pragma omp parallel for schedule(static) reduction(+ : total) if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(p[i]) * p[i];
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t end = std::min(n, (c + 1) * kSumChunk);
+      double s = 0.0;
+      for (int64_t i = c * kSumChunk; i < end; ++i) s += static_cast<double>(p[i]) * p[i];
+      partial[static_cast<size_t>(c)] = s;
+    }
   });
+  double total = 0.0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+double SumSquaresOfAll(const std::vector<Tensor>& xs) {
+  if (!xs.empty()) SB_ON_CUDA(xs[0], SumSquaresOfAll, xs);
+  double total = 0.0;
+  for (const Tensor& x : xs) total += SumSquares(x);
   return total;
 }
 
 bool AllFinite(const Tensor& x) {
-  SB_CPU_ONLY(x, AllFinite);
+  SB_ON_CUDA(x, AllFinite, x);
   const int64_t n = x.numel();
   int64_t bad = 0;
   ForFloat(x.dtype(), [&](auto tag_) {
@@ -128,8 +151,9 @@ uint16_t FloatToBf16(float f) {
 }  // namespace
 
 void Convert(const Tensor& src, const Tensor& dst) {
-  SB_CPU_ONLY(dst, Convert);
-  SB_CPU_ONLY(src, Convert);
+  SB_CHECK(src.device() == dst.device()) << "Convert " << src.ToString() << " to "
+                                         << dst.ToString() << ": copy across devices first";
+  SB_ON_CUDA(dst, Convert, src, dst);
   SB_CHECK_EQ(src.numel(), dst.numel());
   const int64_t n = src.numel();
   auto read = [&](int64_t i) -> double {
@@ -140,6 +164,7 @@ void Convert(const Tensor& src, const Tensor& dst) {
       default: SB_CHECK(false) << "Convert from " << src.ToString(); return 0;
     }
   };
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
     const double v = read(i);
     switch (dst.dtype()) {

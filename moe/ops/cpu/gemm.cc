@@ -39,3 +39,37 @@ void Gemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Te
 }
 
 }  // namespace sb::ops
+
+namespace sb::ops {
+namespace {
+// Group g's matrix of a GroupedGemm operand: slice g of a stack, or the
+// rows [offset, offset + rows) of a row-blocked matrix.
+Tensor GroupOperand(const Tensor& t, int64_t g, int64_t offset, int64_t rows) {
+  if (t.ndim() == 3) return t.Rows(g, g + 1).Reshape({t.dim(1), t.dim(2)});
+  return t.Rows(offset, offset + rows);
+}
+}  // namespace
+
+void GroupedGemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, const Tensor& c,
+                 const std::vector<int64_t>& rows, double alpha, double beta) {
+  SB_ON_CUDA(c, GroupedGemm, a, trans_a, b, trans_b, c, rows, alpha, beta);
+  const int64_t groups = static_cast<int64_t>(rows.size());
+  int64_t total = 0;
+  for (int64_t r : rows) {
+    SB_CHECK_GE(r, 0);
+    total += r;
+  }
+  for (const Tensor* t : {&a, &b, &c}) {
+    SB_CHECK((t->ndim() == 3 && t->dim(0) == groups) || (t->ndim() == 2 && t->dim(0) == total))
+        << "GroupedGemm operand " << t->ToString() << " is neither a stack of " << groups
+        << " matrices nor " << total << " row-blocked rows";
+  }
+  int64_t offset = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    Gemm(GroupOperand(a, g, offset, rows[g]), trans_a, GroupOperand(b, g, offset, rows[g]),
+         trans_b, GroupOperand(c, g, offset, rows[g]), alpha, beta);
+    offset += rows[g];
+  }
+}
+
+}  // namespace sb::ops

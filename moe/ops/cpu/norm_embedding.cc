@@ -8,7 +8,7 @@
 namespace sb::ops {
 
 void EmbeddingForward(const Tensor& ids, const Tensor& table, const Tensor& out) {
-  SB_CPU_ONLY(out, EmbeddingForward);
+  SB_ON_CUDA(out, EmbeddingForward, ids, table, out);
   CheckSame(table, out, "EmbeddingForward");
   const int64_t num_tokens = ids.numel(), vocab = table.dim(0), d = table.dim(1);
   CheckShape(out, {num_tokens, d}, "EmbeddingForward out");
@@ -25,7 +25,7 @@ void EmbeddingForward(const Tensor& ids, const Tensor& table, const Tensor& out)
 }
 
 void EmbeddingBackward(const Tensor& ids, const Tensor& dout, const Tensor& dtable) {
-  SB_CPU_ONLY(dtable, EmbeddingBackward);
+  SB_ON_CUDA(dtable, EmbeddingBackward, ids, dout, dtable);
   CheckSame(dout, dtable, "EmbeddingBackward");
   const int64_t num_tokens = ids.numel(), d = dtable.dim(1);
   CheckShape(dout, {num_tokens, d}, "EmbeddingBackward dout");
