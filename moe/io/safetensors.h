@@ -39,6 +39,10 @@ class SafetensorsFile {
   // F16 / BF16 / F32 / F64 convert to dst's float dtype (rounding to nearest
   // even when narrowing); I32 and I64 read only into the same dtype.
   absl::Status ReadInto(absl::string_view name, const Tensor& dst) const;
+  // Copies dst.numel() elements of `name` starting at flat element `first`
+  // into dst (any shape), with ReadInto's conversions: one contiguous part
+  // of a tensor, such as expert e of a fused [E, ...] stack.
+  absl::Status ReadRangeInto(absl::string_view name, int64_t first, const Tensor& dst) const;
 
  private:
   SafetensorsFile() = default;
