@@ -1,4 +1,4 @@
-// switchboard train --config F [--set a.b=v]... [--run_dir D] [--resume]
+// switchboard train --config F [--set a.b=v]... [--run_dir D] [--resume | --init_from DIR]
 // The same command runs on every rank under mpirun / srun (docs/parallel.md).
 #include <cblas.h>  // OpenBLAS (BLA_VENDOR in CMakeLists.txt): openblas_set_num_threads
 #include <omp.h>
@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
+#include "launch/init_from.h"
 #include "launch/trainer.h"
 #include "parallel/runtime.h"
 
@@ -44,6 +45,8 @@ int TrainCommand(const Args& args) {
       {"run_dir", "output directory (default runs/<config name>)", false, false, false},
       {"resume", "continue from run_dir/checkpoints/latest (any data x expert layout)", true, false,
        false},
+      {"init_from", "start from the weights of DIR (checkpoint, upcycle output or HF directory; "
+                    "fresh optimizer, step 0)", false, false, false},
       {"help", "print this help", true, false, false},
   };
   // Under mpirun / srun this starts MPI; a bare process is a world of one.
@@ -112,8 +115,19 @@ int TrainCommand(const Args& args) {
                                         "/latest exists: pass --resume to continue that run, or "
                                         "choose another --run_dir"));
   }
+  if (resume && flags->Has("init_from")) {
+    return error_on_all(2, "--init_from starts a new run from weights, --resume continues one: "
+                           "give one of them");
+  }
   auto trainer = Trainer::Create(*config, run_dir, {grid->get(), DType::kF32});
   if (!rt.AllOk(trainer.ok())) return error_on_some(2, trainer.status());
+  if (flags->Has("init_from")) {
+    // Every rank loads its expert shard; a bad directory fails every rank alike.
+    std::string from;
+    const absl::Status s = InitModelFrom(flags->Get("init_from"), *config, (*trainer)->model(), &from);
+    if (!rt.AllOk(s.ok())) return error_on_some(2, s);
+    if (rt.is_chief()) std::printf("init_from: %s (weights only; optimizer and step start fresh)\n", from.c_str());
+  }
   if (resume) {
     // Collective (every rank reads its shards); a bad file fails every rank alike.
     const absl::Status s = (*trainer)->Resume();
