@@ -37,6 +37,9 @@ TrainConfig TrainConfigFromHf(const HfConfig& hf) {
   m->set_norm_eps(hf.rms_norm_eps);
   m->set_max_seq_len(hf.max_position_embeddings);
   m->set_tie_embeddings(hf.tie_word_embeddings);
+  // The default evaluation window must fit the model.
+  c.mutable_train()->set_seq_len(static_cast<int32_t>(
+      std::min<int64_t>(c.train().seq_len(), hf.max_position_embeddings)));
   auto* moe = c.mutable_moe();
   if (!hf.is_moe()) {
     m->set_ffn_dim(hf.intermediate_size);

@@ -43,7 +43,7 @@ NameParts Parse(const std::string& name) {
   }
   if (parts[3] != "block_sparse_moe") return p;
   if (parts.size() == 6 && parts[4] == "gate") p.router = true;
-  if (parts.size() == 7 && parts[4] == "experts" && absl::SimpleAtoi(parts[5], &p.expert)) {
+  if (parts.size() == 8 && parts[4] == "experts" && absl::SimpleAtoi(parts[5], &p.expert)) {
     p.proj = parts[6];
   }
   return p;
