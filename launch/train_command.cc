@@ -107,6 +107,10 @@ int TrainCommand(const Args& args) {
       "run_dir", absl::StrCat("runs/", std::filesystem::path(config_path).stem().string()));
   // Checked before Create, which makes the run directory.
   const bool resume = flags->Has("resume");
+  if (resume && flags->Has("init_from")) {
+    return error_on_all(2, "--init_from starts a new run from weights, --resume continues one: "
+                           "give one of them");
+  }
   if (resume && !HasCheckpoint(run_dir)) {
     return error_on_all(2, absl::StrCat("--resume: ", LatestCheckpoint(run_dir).status().message()));
   }
@@ -114,10 +118,6 @@ int TrainCommand(const Args& args) {
     return error_on_all(2, absl::StrCat(CheckpointsDir(run_dir),
                                         "/latest exists: pass --resume to continue that run, or "
                                         "choose another --run_dir"));
-  }
-  if (resume && flags->Has("init_from")) {
-    return error_on_all(2, "--init_from starts a new run from weights, --resume continues one: "
-                           "give one of them");
   }
   auto trainer = Trainer::Create(*config, run_dir, {grid->get(), DType::kF32});
   if (!rt.AllOk(trainer.ok())) return error_on_some(2, trainer.status());
