@@ -35,6 +35,7 @@
 #include "moe/io/safetensors.h"
 #include "moe/layers/swiglu_mlp.h"
 #include "moe/ops/ops.h"
+#include "tests/testing/close.h"
 #include "tests/testing/files.h"
 
 namespace sb {
@@ -60,23 +61,8 @@ Tensor GoldenTensor(const std::string& name) {
   return t;
 }
 
-// max |a - e| <= rtol * max |e|, printing the worst element.
 double ExpectClose(const Tensor& actual, const Tensor& expected, double rtol, const std::string& what) {
-  const std::vector<double> a = actual.ToDoubles(), e = expected.ToDoubles();
-  EXPECT_EQ(a.size(), e.size()) << what;
-  if (a.size() != e.size()) return INFINITY;
-  double scale = 0, worst = -1;
-  size_t at = 0;
-  for (double v : e) scale = std::max(scale, std::abs(v));
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::abs(a[i] - e[i]) > worst) {
-      worst = std::abs(a[i] - e[i]);
-      at = i;
-    }
-  }
-  EXPECT_LE(worst, rtol * scale) << what << ": worst index " << at << " actual " << a[at]
-                                 << " expected " << e[at] << " (scale " << scale << ")";
-  return worst / scale;
+  return testing::ExpectRelClose(actual, expected, rtol, what);
 }
 
 // Logits [B*S, V] of the golden tokens.

@@ -11,24 +11,15 @@
 #include "moe/core/rng.h"
 #include "moe/ops/kv_attention.h"
 #include "moe/ops/ops.h"
+#include "tests/testing/close.h"
 #include "tests/testing/small_model.h"
 
 namespace sb {
 namespace {
 
-void ExpectNear(const Tensor& actual, const Tensor& expected, double tol, const std::string& what) {
-  const std::vector<double> a = actual.ToDoubles(), e = expected.ToDoubles();
-  ASSERT_EQ(a.size(), e.size()) << what;
-  double worst = -1;
-  size_t at = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::abs(a[i] - e[i]) > worst) {
-      worst = std::abs(a[i] - e[i]);
-      at = i;
-    }
-  }
-  EXPECT_LE(worst, tol) << what << ": worst index " << at << " actual " << a[at] << " expected "
-                        << e[at];
+// Tolerances relative to the reference's largest element (f64 rounding).
+void ExpectNear(const Tensor& actual, const Tensor& expected, double rtol, const std::string& what) {
+  testing::ExpectRelClose(actual, expected, rtol, what);
 }
 
 Tensor Normal(const Shape& shape, uint64_t key) {
