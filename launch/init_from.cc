@@ -27,4 +27,9 @@ absl::Status InitModelFrom(const std::string& path, const TrainConfig& config, M
   return absl::OkStatus();
 }
 
+std::string InitFromTokenizer(const std::string& path) {
+  absl::StatusOr<ModelSource> source = OpenModelSource(path);
+  return source.ok() ? source->tokenizer_path : "";
+}
+
 }  // namespace sb

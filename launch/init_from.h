@@ -20,4 +20,10 @@ namespace sb {
 absl::Status InitModelFrom(const std::string& path, const TrainConfig& config, Model& model,
                            std::string* description);
 
+// The tokenizer.model that goes with `path`'s weights, or "" (none found, or
+// `path` unreadable: InitModelFrom reports that). train sets
+// data.tokenizer_path to it when unset, so that training data from another
+// tokenizer is refused at startup instead of silently scrambling the model.
+std::string InitFromTokenizer(const std::string& path);
+
 }  // namespace sb

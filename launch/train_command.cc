@@ -119,6 +119,11 @@ int TrainCommand(const Args& args) {
                                         "/latest exists: pass --resume to continue that run, or "
                                         "choose another --run_dir"));
   }
+  if (flags->Has("init_from") && config->data().tokenizer_path().empty()) {
+    // The weights' tokenizer must be the data's (checked by the data loader).
+    const std::string tokenizer = InitFromTokenizer(flags->Get("init_from"));
+    if (!tokenizer.empty()) config->mutable_data()->set_tokenizer_path(tokenizer);
+  }
   auto trainer = Trainer::Create(*config, run_dir, {grid->get(), DType::kF32});
   if (!rt.AllOk(trainer.ok())) return error_on_some(2, trainer.status());
   if (flags->Has("init_from")) {

@@ -110,6 +110,11 @@ check "train --init_from the upcycled weights" 0 "init_from: weights" -- \
 expect "the run starts at step 1" grep -qE '^\{"step": ?1,' "$T/moe/metrics.jsonl"
 check "--init_from and --resume exclude each other" 2 "give one of them" -- \
   "$SB" train --config "$T/moe.textproto" --run_dir "$T/moe2" --init_from "$T/moe_init" --resume
+check "prepare data with another tokenizer" 0 -- "$SB" prepare-data --input "$T/corpus" --out "$T/ds_other" \
+  --vocab_size 420 --val_fraction 0 --quiet
+check "--init_from refuses data of another tokenizer" 2 "prepare the data with that tokenizer" -- \
+  "$SB" train --config "$T/moe.textproto" --run_dir "$T/moe4" --init_from "$T/moe_init" \
+  --set data.train_path="$T/ds_other/train" --set data.val_path=
 check "--init_from a dense model into an MoE config says to upcycle" 2 "run switchboard upcycle first" -- \
   "$SB" train --config "$T/moe.textproto" --run_dir "$T/moe3" --init_from "$T/dense_hf"
 
