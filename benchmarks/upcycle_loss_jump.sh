@@ -35,7 +35,7 @@ measure() {
   shift 5
   local sets=()
   for s in "$@"; do sets+=(--set "$s"); done
-  "$SB" eval --ckpt "$weights" --data "$DATA" --no_progress --json "$T/e.json" \
+  "$SB" eval --ckpt "$weights" --data "$DATA" --seq_len 128 --batch_size 16 --no_progress --json "$T/e.json" \
     ${eval_cf:+--set moe.capacity_factor_eval=$eval_cf} "${sets[@]}" >/dev/null
   local run="$T/run_$RANDOM"
   "$SB" train --config "$config" --init_from "$weights" --run_dir "$run" --set train.steps=1 \

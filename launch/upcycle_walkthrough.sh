@@ -40,9 +40,12 @@ step "4. load it in transformers and save it with save_pretrained"
 step "5. upcycle the transformers-written directory to 8 experts, top-2"
 "$SB" upcycle --from "$W/dense-hf-saved" --config configs/upcycle_8x_top2.textproto --out "$W/moe-init"
 
+# The same windows for every eval: an HF directory has no training seq_len.
+EVAL=(--data "$DATA" --seq_len 128 --batch_size 16)
+
 step "6. the upcycled MoE computes the dense model (same validation loss)"
-"$SB" eval --ckpt "$W/dense-hf-saved" --data "$DATA" --no_progress | tee "$W/eval-dense.txt"
-"$SB" eval --ckpt "$W/moe-init" --data "$DATA" --no_progress | tee "$W/eval-moe-init.txt"
+"$SB" eval --ckpt "$W/dense-hf-saved" "${EVAL[@]}" --no_progress
+"$SB" eval --ckpt "$W/moe-init" "${EVAL[@]}" --no_progress
 
 step "7. continue training the MoE from the upcycled weights"
 "$SB" train --config configs/upcycle_8x_top2.textproto --init_from "$W/moe-init" --run_dir "$W/moe"
@@ -53,7 +56,7 @@ step "8. generate"
   --temperature 0.8 --top_p 0.95 --seed 1
 
 step "9. evaluate: loss, perplexity, routing per layer"
-"$SB" eval --ckpt "$W/moe" --data "$DATA" --json "$W/eval-moe.json"
+"$SB" eval --ckpt "$W/moe" "${EVAL[@]}" --json "$W/eval-moe.json"
 
 step "10. export as Hugging Face Mixtral"
 "$SB" export-hf --ckpt "$W/moe" --out "$W/moe-hf"

@@ -108,6 +108,8 @@ expect "refused upcycles wrote nothing" test ! -e "$T/x"
 check "train --init_from the upcycled weights" 0 "init_from: weights" -- \
   "$SB" train --config "$T/moe.textproto" --run_dir "$T/moe" --init_from "$T/moe_init"
 expect "the run starts at step 1" grep -qE '^\{"step": ?1,' "$T/moe/metrics.jsonl"
+check "train --init_from an HF directory of the same architecture" 0 "init_from: Hugging Face model" -- \
+  "$SB" train --config "$T/dense.textproto" --run_dir "$T/dense2" --init_from "$T/dense_hf" --set train.steps=1
 check "--init_from and --resume exclude each other" 2 "give one of them" -- \
   "$SB" train --config "$T/moe.textproto" --run_dir "$T/moe2" --init_from "$T/moe_init" --resume
 check "prepare data with another tokenizer" 0 -- "$SB" prepare-data --input "$T/corpus" --out "$T/ds_other" \
@@ -137,6 +139,8 @@ check "forward on the run's checkpoint" 0 -- "$SB" forward --config "$T/moe.text
   --weights "$T/moe/checkpoints/step_4" --tokens "$T/tokens.safetensors" --out "$T/fw_moe_ckpt.safetensors"
 check "forward on the Mixtral export" 0 -- "$SB" forward --weights "$T/moe_hf" \
   --tokens "$T/tokens.safetensors" --out "$T/fw_moe_hf.safetensors"
+check "forward names what --config and config.json disagree on" 2 "the config does not describe" -- \
+  "$SB" forward --config "$T/dense.textproto" --weights "$T/moe_hf" --tokens "$T/tokens.safetensors" --out "$T/x.st"
 expect "the Mixtral export computes the checkpoint's loss" \
   same_loss "$(loss_of "$T/fw_moe_hf.safetensors")" "$(loss_of "$T/fw_moe_ckpt.safetensors")" 0
 check "bf16 sharded export" 0 -- "$SB" export-hf --ckpt "$T/moe" --out "$T/moe_hf16" --dtype bfloat16 --max_shard_mb 0.1

@@ -41,7 +41,10 @@ TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json", "special_tokens_m
 
 
 def load(path: str):
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    # transformers 5 renamed torch_dtype to dtype; the script also runs on 4.x.
+    major = int(transformers.__version__.split(".")[0])
+    dtype = {"dtype" if major >= 5 else "torch_dtype": torch.float32}
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", **dtype)
     return model.eval()
 
 
