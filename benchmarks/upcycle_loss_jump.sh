@@ -64,7 +64,9 @@ rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])]
 dense_val, dense_step = float(rows[0][1]), float(rows[0][3])
 print("| variant | val loss | change | dropped choices | step-1 train loss | change |")
 print("|---|---|---|---|---|---|")
+def change(d):  # float32 rounding differences show as such, not as "-0.0000"
+    return f"{d:+.4f}" if abs(d) >= 1e-4 else f"{d:+.1e}"
 for name, val, drop, step in rows:
     val, drop, step = float(val), float(drop), float(step)
-    print(f"| {name} | {val:.4f} | {val - dense_val:+.4f} | {drop:.1f}% | {step:.4f} | {step - dense_step:+.4f} |")
+    print(f"| {name} | {val:.4f} | {change(val - dense_val)} | {drop:.1f}% | {step:.4f} | {change(step - dense_step)} |")
 PY
