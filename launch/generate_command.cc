@@ -130,6 +130,7 @@ absl::Status Generate(const Flags& flags) {
     std::printf("%s\n", final_text.c_str());
   }
   const double decode_s = Seconds(decode_start);
+  std::fflush(stdout);  // the text first, then the timings (one log when both are redirected)
   std::fprintf(stderr,
                "[generate] %s | prompt %zu tokens in %.2f s | %lld new tokens in %.2f s (%.1f tok/s)%s\n",
                source->Describe().c_str(), prompt_tokens, prefill_s, static_cast<long long>(generated),
