@@ -9,7 +9,8 @@
 #
 # Needs the build (launch/build.sh) and the newest transformers in a venv
 # (bash tests/reference/setup_latest_env.sh; SB_PY overrides its python).
-# About 35 minutes on 2 busy cores, most of it the two training runs.
+# Measured: 80 minutes on 2 cores shared with four other jobs (load 9-14),
+# most of it the two training runs (~1M tokens at 450 tok/s, ~0.4M at 225).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SB="${SB_BIN:-build/launch/switchboard}"
