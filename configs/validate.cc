@@ -267,6 +267,11 @@ void CheckCheckpoint(const TrainConfig& config, Violations* v) {
   v->AtLeast("checkpoint.max_nonfinite_steps", config.checkpoint().max_nonfinite_steps(), 1);
 }
 
+void CheckUpcycle(const TrainConfig& config, Violations* v) {
+  v->NonNegative("upcycle.router_init_std", config.upcycle().router_init_std());
+  v->NonNegative("upcycle.expert_noise", config.upcycle().expert_noise());
+}
+
 }  // namespace
 
 absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
@@ -279,6 +284,7 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
   CheckSchedule(config, &violations);
   CheckTrain(config, world_size, &violations);
   CheckCheckpoint(config, &violations);
+  CheckUpcycle(config, &violations);
   return violations.ToStatus();
 }
 

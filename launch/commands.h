@@ -19,5 +19,9 @@ inline constexpr int kExitPreempted = 3;  // stopped by a signal after saving a 
 int TrainCommand(const Args& args);        // launch/train_command.cc
 int ForwardCommand(const Args& args);      // launch/forward_command.cc
 int PrepareDataCommand(const Args& args);  // launch/prepare_data_command.cc
+int UpcycleCommand(const Args& args);      // launch/upcycle_command.cc
+int ExportHfCommand(const Args& args);     // launch/export_hf_command.cc
+int GenerateCommand(const Args& args);     // launch/generate_command.cc
+int EvalCommand(const Args& args);         // launch/eval_command.cc
 
 }  // namespace sb

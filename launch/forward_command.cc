@@ -1,4 +1,4 @@
-// switchboard forward --config F --weights W --tokens T --out O [--set k=v]...
+// switchboard forward [--config F] --weights W --tokens T --out O [--set k=v]...
 // Runs one forward pass (evaluation mode: no jitter, capacity_factor_eval)
 // of a model with Hugging Face-named weights and writes logits, losses and
 // per-layer router statistics: the hook for parity checks and for users
@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
+#include "launch/hf_convert.h"
 #include "launch/model_factory.h"
+#include "moe/io/hf_checkpoint.h"
 #include "moe/io/safetensors.h"
 #include "moe/ops/ops.h"
 
@@ -33,7 +35,18 @@ Tensor Counts(const std::vector<int64_t>& counts) {
 }
 
 absl::Status RunForward(const Flags& flags) {
-  auto config = LoadConfigFile(flags.Get("config"));
+  // Without --config the model is the one config.json describes (HF directories).
+  absl::StatusOr<TrainConfig> config;
+  if (flags.Has("config")) {
+    config = LoadConfigFile(flags.Get("config"));
+  } else if (HfCheckpoint::IsHfDir(flags.Get("weights"))) {
+    auto hf = ReadHfConfig(flags.Get("weights") + "/config.json");
+    if (!hf.ok()) return hf.status();
+    config = ResolvedConfig(TrainConfigFromHf(*hf));
+  } else {
+    return absl::InvalidArgumentError(
+        "--config is required unless --weights is a Hugging Face directory (config.json)");
+  }
   if (!config.ok()) return config.status();
   for (const std::string& assignment : flags.All("set")) {
     if (absl::Status s = ApplyOverride(assignment, &*config); !s.ok()) {
@@ -93,8 +106,10 @@ absl::Status RunForward(const Flags& flags) {
 
 int ForwardCommand(const Args& args) {
   const std::vector<FlagSpec> specs = {
-      {"config", "TrainConfig text file describing the model", false, false, true},
-      {"weights", "Hugging Face-named .safetensors file, directory or index.json", false, false, true},
+      {"config", "TrainConfig text file describing the model (optional for an HF directory)", false,
+       false, false},
+      {"weights", "Hugging Face-named .safetensors file, directory or index.json, or a Hugging Face "
+                  "model directory (config.json; fused Mixtral experts too)", false, false, true},
       {"tokens", "safetensors file with token ids [batch, seq_len + 1] (I32 or I64)", false, false, true},
       {"tokens_name", "tensor name inside --tokens (default: tokens)", false, false, false},
       {"out", "output .safetensors file", false, false, true},

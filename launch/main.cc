@@ -19,6 +19,11 @@ const Command kCommands[] = {
     {"prepare-data", sb::PrepareDataCommand,
      "tokenize a corpus into token shards (--input P... --out D (--tokenizer M | --vocab_size N))"},
     {"forward", sb::ForwardCommand, "one forward pass of HF-named weights; writes logits, losses, router stats"},
+    {"upcycle", sb::UpcycleCommand,
+     "dense HF Llama -> MoE weights (--from DIR --config F --out D [--expert_from DIR]...)"},
+    {"export-hf", sb::ExportHfCommand, "a checkpoint as a Hugging Face Mixtral / Llama directory (--ckpt C --out D)"},
+    {"generate", sb::GenerateCommand, "generate text with a KV cache (--ckpt C --prompt TEXT)"},
+    {"eval", sb::EvalCommand, "validation loss, perplexity, routing statistics (--ckpt C --data D)"},
 };
 
 // To stdout when asked for (--help), to stderr after a usage error.

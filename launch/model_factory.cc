@@ -1,6 +1,9 @@
 #include "launch/model_factory.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "launch/hf_convert.h"
+#include "moe/io/hf_checkpoint.h"
 #include "moe/io/model_weights.h"
 #include "moe/io/safetensors.h"
 
@@ -40,10 +43,28 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& config) {
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainConfig& config,
                                                  const std::string& weights_path, DType dtype) {
   if (absl::Status s = ValidateConfig(config, /*world_size=*/1); !s.ok()) return s;
-  auto weights = SafetensorsSet::Open(weights_path);
-  if (!weights.ok()) return weights.status();
+  // A Hugging Face directory (config.json) is read through HfCheckpoint:
+  // transformers 5's fused Mixtral experts load too, and config.json must
+  // agree with `config`.
+  std::unique_ptr<WeightReader> weights;
+  if (HfCheckpoint::IsHfDir(weights_path)) {
+    auto hf = HfCheckpoint::Open(weights_path);
+    if (!hf.ok()) return hf.status();
+    const std::vector<std::string> diffs =
+        ArchitectureDiffs(TrainConfigFromHf((*hf)->config()), weights_path + "/config.json", config,
+                          "the config", /*hf_keys=*/true);
+    if (!diffs.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("the config does not describe ", weights_path,
+                                                     ": ", absl::StrJoin(diffs, "; ")));
+    }
+    weights = *std::move(hf);
+  } else {
+    auto set = SafetensorsSet::Open(weights_path);
+    if (!set.ok()) return set.status();
+    weights = *std::move(set);
+  }
   auto model = std::make_unique<Model>(ModelOptionsFromConfig(config), nullptr, dtype, Device::kCpu);
-  if (absl::Status s = LoadModelWeights(*model, **weights); !s.ok()) return s;
+  if (absl::Status s = LoadModelWeights(*model, *weights); !s.ok()) return s;
   return model;
 }
 

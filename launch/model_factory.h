@@ -15,7 +15,9 @@ namespace sb {
 ModelOptions ModelOptionsFromConfig(const TrainConfig& config);
 
 // A model for `config` (validated for a world of one) in `dtype` on the CPU,
-// with weights from a Hugging Face-named safetensors file, directory or index.
+// with weights from a Hugging Face-named safetensors file, directory or
+// index, or a Hugging Face model directory (config.json; Mixtral's fused
+// transformers 5 layout too), whose config.json must agree with `config`.
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const TrainConfig& config,
                                                  const std::string& weights_path, DType dtype);
 

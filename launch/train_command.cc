@@ -1,5 +1,6 @@
 // switchboard train --config F [--set a.b=v]... [--run_dir D]
-//                   [--resume | --resume_from step_N | --overwrite] [--skip_memory_check]
+//                   [--resume | --resume_from step_N | --init_from DIR | --overwrite]
+//                   [--skip_memory_check]
 // The same command runs on every rank under mpirun / srun (docs/parallel.md).
 #include <cblas.h>  // OpenBLAS (BLA_VENDOR in CMakeLists.txt): openblas_set_num_threads
 #include <omp.h>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
+#include "launch/init_from.h"
 #include "launch/run_dir_lock.h"
 #include "launch/trainer.h"
 #include "parallel/backend.h"
@@ -80,6 +82,8 @@ int TrainCommand(const Args& args) {
        false, false},
       {"skip_memory_check", "start even when the memory estimate exceeds what is available", true,
        false, false},
+      {"init_from", "start from the weights of DIR (checkpoint, upcycle output or HF directory; "
+                    "fresh optimizer, step 0)", false, false, false},
       {"help", "print this help", true, false, false},
   };
   // Under mpirun / srun this starts MPI; a bare process is a world of one.
@@ -197,6 +201,11 @@ int TrainCommand(const Args& args) {
   if (resume && overwrite) {
     return error_on_all(kExitUsage, "--overwrite starts afresh; it cannot go with --resume");
   }
+  const bool init_from = flags->Has("init_from");
+  if (resume && init_from) {
+    return error_on_all(kExitUsage, "--init_from starts a new run from weights, --resume continues "
+                                    "one: give one of them");
+  }
   // Checked before anything is created (the lock makes the run directory),
   // and again by the trainer under the lock.
   std::string resume_dir;
@@ -223,6 +232,11 @@ int TrainCommand(const Args& args) {
   }
   if (!rt.AllOk(locked.ok())) return error_agreed(kExitUsage, locked);
 
+  if (init_from && config->data().tokenizer_path().empty()) {
+    // The weights' tokenizer must be the data's (checked by the data loader).
+    const std::string tokenizer = InitFromTokenizer(flags->Get("init_from"));
+    if (!tokenizer.empty()) config->mutable_data()->set_tokenizer_path(tokenizer);
+  }
   TrainerContext context;
   context.grid = grid->get();
   context.dtype = DType::kF32;
@@ -230,6 +244,16 @@ int TrainCommand(const Args& args) {
   context.check_host_memory = !flags->Has("skip_memory_check");
   auto trainer = Trainer::Create(*config, run_dir, context);
   if (!rt.AllOk(trainer.ok())) return error_agreed(kExitUsage, trainer.status());
+  if (init_from) {
+    // Every rank loads its expert shard; a bad directory fails every rank alike.
+    std::string from;
+    const absl::Status s =
+        InitModelFrom(flags->Get("init_from"), *config, (*trainer)->model(), &from);
+    if (!rt.AllOk(s.ok())) return error_agreed(kExitUsage, s);
+    if (rt.is_chief()) {
+      std::printf("init_from: %s (weights only; optimizer and step start fresh)\n", from.c_str());
+    }
+  }
   if (resume) {
     // Collective (every rank reads its shards); a bad file fails every rank alike.
     const absl::Status s = resume_from ? (*trainer)->ResumeFrom(resume_dir) : (*trainer)->Resume();

@@ -58,7 +58,7 @@ absl::Status SaveModelWeights(Model& model, const std::string& path,
                           options.float_storage, options.checksums);
 }
 
-absl::Status LoadModelWeights(Model& model, const SafetensorsSet& weights,
+absl::Status LoadModelWeights(Model& model, const WeightReader& weights,
                               const LoadWeightsOptions& options) {
   const std::vector<std::pair<std::string, Tensor>> wanted = NamedModelWeights(model);
   std::vector<std::string> missing, mismatched, unexpected;

@@ -47,11 +47,12 @@ struct LoadWeightsOptions {
   bool allow_extra = false;
 };
 
-// Fills every parameter (every local expert slice) from `weights`. All names
+// Fills every parameter (every local expert slice) from `weights` (a
+// SafetensorsSet, an HfCheckpoint, ...). All names
 // and shapes are checked before anything is written, so a failed load leaves
 // the model as it was; the error lists the first missing, mis-shaped,
 // unconvertible and unexpected names. Float dtypes are converted.
-absl::Status LoadModelWeights(Model& model, const SafetensorsSet& weights,
+absl::Status LoadModelWeights(Model& model, const WeightReader& weights,
                               const LoadWeightsOptions& options = {});
 
 }  // namespace sb

@@ -175,4 +175,25 @@ absl::Status SafetensorsFile::VerifyChecksums() const {
   return absl::OkStatus();
 }
 
+absl::Status SafetensorsFile::ReadRangeInto(absl::string_view name, int64_t first,
+                                            const Tensor& dst) const {
+  const SafetensorsTensorInfo* info = Find(name);
+  if (info == nullptr)
+    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", QuoteTensorName(name)));
+  const int64_t count = dst.defined() ? dst.numel() : 0;
+  if (first < 0 || count > info->numel() - first) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": tensor ", QuoteTensorName(name), " ", ShapeToString(info->shape),
+        ": elements [", first, ", ", first + count, ") are out of range"));
+  }
+  if (absl::Status s = Verify(*info); !s.ok()) return s;  // the whole tensor's checksum
+  // The part is itself a tensor of dst's shape at a byte offset (validated sizes).
+  const uint64_t element = SafetensorsDTypeSize(info->dtype);
+  SafetensorsTensorInfo part = *info;
+  part.shape = dst.shape();
+  part.begin = info->begin + static_cast<uint64_t>(first) * element;
+  part.end = part.begin + static_cast<uint64_t>(count) * element;
+  return DecodeSafetensorsTensor(path_, part, map_ + header_.data_start + part.begin, dst);
+}
+
 }  // namespace sb

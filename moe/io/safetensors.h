@@ -46,6 +46,10 @@ class SafetensorsFile {
   // Checks the recorded checksum of every tensor against its bytes (reads
   // the whole data section); OK for a file without checksums.
   absl::Status VerifyChecksums() const;
+  // Copies dst.numel() elements of `name` starting at flat element `first`
+  // into dst (any shape), with ReadInto's conversions: one contiguous part
+  // of a tensor, such as expert e of a fused [E, ...] stack.
+  absl::Status ReadRangeInto(absl::string_view name, int64_t first, const Tensor& dst) const;
 
  private:
   SafetensorsFile() = default;

@@ -126,6 +126,14 @@ absl::Status SafetensorsSet::ReadInto(absl::string_view name, const Tensor& dst)
   return it->second->ReadInto(name, dst);
 }
 
+absl::Status SafetensorsSet::ReadRangeInto(absl::string_view name, int64_t first,
+                                           const Tensor& dst) const {
+  auto it = owner_.find(name);
+  if (it == owner_.end())
+    return absl::NotFoundError(absl::StrCat(path_, ": no tensor ", QuoteTensorName(name)));
+  return it->second->ReadRangeInto(name, first, dst);
+}
+
 absl::Status WriteSafetensorsIndex(const std::string& index_path,
                                    const std::map<std::string, std::string>& weight_map) {
   const std::string dir = Dirname(index_path);

@@ -14,10 +14,11 @@
 
 #include "absl/strings/string_view.h"
 #include "moe/io/safetensors.h"
+#include "moe/io/weight_reader.h"
 
 namespace sb {
 
-class SafetensorsSet {
+class SafetensorsSet : public WeightReader {
  public:
   // path: a .safetensors file; an index .json file; or a directory holding
   // model.safetensors (preferred when both exist, as in transformers) or
@@ -25,11 +26,14 @@ class SafetensorsSet {
   // and validated, and must hold every name mapped to it.
   static absl::StatusOr<std::unique_ptr<SafetensorsSet>> Open(const std::string& path);
 
-  const std::string& path() const { return path_; }
-  std::vector<std::string> names() const;  // sorted
+  const std::string& path() const override { return path_; }
+  std::vector<std::string> names() const override;  // sorted
   bool Contains(absl::string_view name) const { return owner_.count(name) != 0; }
-  absl::StatusOr<SafetensorsTensorInfo> Info(absl::string_view name) const;
-  absl::Status ReadInto(absl::string_view name, const Tensor& dst) const;
+  absl::StatusOr<SafetensorsTensorInfo> Info(absl::string_view name) const override;
+  absl::Status ReadInto(absl::string_view name, const Tensor& dst) const override;
+  // Copies dst.numel() elements of tensor `name` starting at flat element
+  // `first` (a contiguous part, e.g. one expert of a fused [E, ...] stack).
+  absl::Status ReadRangeInto(absl::string_view name, int64_t first, const Tensor& dst) const;
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
 
  private:
