@@ -31,8 +31,8 @@ Tensor Normal(const Shape& shape, uint64_t key) {
 TEST(CachedAttention, EqualsCausalAttentionRows) {
   const int64_t S = 7, H = 4, Hkv = 2, hd = 6;
   const Tensor q = Normal({S, H * hd}, 1), k = Normal({S, Hkv * hd}, 2), v = Normal({S, Hkv * hd}, 3);
-  Tensor probs = Tensor::Empty({1, H, S, S}, DType::kF64), full = Tensor::Empty({S, H * hd}, DType::kF64);
-  ops::CausalAttentionForward(q, k, v, static_cast<int>(S), probs, full);
+  Tensor lse = Tensor::Empty({1, H, S}, DType::kF64), full = Tensor::Empty({S, H * hd}, DType::kF64);
+  ops::CausalAttentionForward(q, k, v, static_cast<int>(S), lse, full);
   // Queries [past, S) over the cache [0, S), for every split point.
   for (int64_t past = 0; past < S; ++past) {
     Tensor out = Tensor::Empty({S - past, H * hd}, DType::kF64);
