@@ -3,9 +3,11 @@
 // blocks; and the MoE layer against a naive per-token mixture.
 #include "moe/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "moe/layers/dense_ffn.h"
 #include "moe/ops/ops.h"
 #include "tests/testing/grad_check.h"
 #include "tests/testing/small_model.h"
@@ -24,7 +26,7 @@ ModelOptions SmallOptions(bool tie) {
   return o;
 }
 
-void CheckModel(const ModelOptions& o) {
+void CheckModel(const ModelOptions& o, const testing::GradCheckOptions& opt = {}) {
   Model model(o, nullptr, DType::kF64, Device::kCpu);
   model.InitWeights(3);
   const int B = 2, S = 5;
@@ -47,12 +49,39 @@ void CheckModel(const ModelOptions& o) {
   for (Parameter* p : model.Parameters()) {
     Tensor analytic = Tensor::Empty(p->grad.shape(), DType::kF64);
     ops::Copy(p->grad, analytic);
-    testing::ExpectGradientMatches(p->name, p->value, analytic, loss);
+    testing::ExpectGradientMatches(p->name, p->value, analytic, loss, opt);
   }
 }
 
 TEST(ModelGradCheck, UntiedHeadMixedDenseAndMoe) { CheckModel(SmallOptions(false)); }
 TEST(ModelGradCheck, TiedHead) { CheckModel(SmallOptions(true)); }
+
+// Routing variants through the whole model: expert choice with shared experts
+// and expert dropout; noisy gating with the CV loss, GShard's random second
+// expert and batch priority.
+TEST(ModelGradCheck, ExpertChoiceSharedExpertsDropout) {
+  ModelOptions o = SmallOptions(false);
+  o.router.routing = RoutingMode::kExpertChoice;
+  o.router.capacity_factor_train = 0.25;  // C = 2: 8 slots for 10 tokens
+  o.router.num_shared_experts = 1;
+  o.router.expert_dropout = 0.2;
+  // Experts scaled by 1 / (1 - 0.2) on init_std 0.5 weights make the loss
+  // sharper: at eps = 1e-5 the truncation error (eps^2 / 6 times the third
+  // derivative) reaches the 1e-6 tolerance on a few elements; at 2e-6 it is
+  // 25x smaller while rounding (1e-15 |L| / eps) stays ~3e-9.
+  testing::GradCheckOptions opt;
+  opt.eps = 2e-6;
+  CheckModel(o, opt);
+}
+
+TEST(ModelGradCheck, NoisyCvLossRandomSecondExpertBatchPriority) {
+  ModelOptions o = SmallOptions(true);
+  o.router.noisy_gating = true;
+  o.router.balance_loss = BalanceLoss::kCvImportanceLoad;
+  o.router.random_second_expert = true;
+  o.router.batch_prioritized = true;
+  CheckModel(o);
+}
 
 TEST(Model, ParameterCountsAndNames) {
   ModelOptions o = SmallOptions(false);
@@ -104,6 +133,74 @@ TEST(MoeLayer, DroplessEqualsNaiveMixture) {
         for (int64_t f = 0; f < F; ++f) out += W2[(e * D + d) * F + f] * h[f];
         naive.data<double>()[t * D + d] += G[t * o.top_k + r] * out;
       }
+    }
+  }
+  SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);
+}
+
+// Expert choice with a shared expert: y_t = shared(x_t) + sum over the
+// experts e that took t of probs[t, e] * SwiGLU_e(x_t), computed directly.
+TEST(MoeLayer, ExpertChoiceWithSharedExpertEqualsNaiveMixture) {
+  RouterOptions o;
+  o.num_experts = 4;
+  o.top_k = 2;
+  o.routing = RoutingMode::kExpertChoice;
+  o.capacity_factor_train = 0.5;  // C = ceil(0.5 * 2 * 13 / 4) = 4 of 13 tokens
+  o.min_capacity = 1;
+  o.num_shared_experts = 2;
+  LocalDispatcher dispatcher;
+  const int64_t D = 6, F = 4, T = 13;
+  MoeLayer moe("m.", 0, D, F, o, &dispatcher, DType::kF64, Device::kCpu);
+  for (Parameter* p : moe.Parameters()) testing::FillRandom(p->value, HashName(p->name), 0.8);
+  Tensor x = testing::RandomTensor({T, D}, 22);
+  Tensor y = moe.Forward(x, StepContext{});
+  const std::vector<double> probs = [&] {
+    Tensor logits = Tensor::Empty({T, 4}, DType::kF64), p = Tensor::Empty({T, 4}, DType::kF64);
+    ops::Gemm(x, false, moe.router().weight.value, true, logits);
+    ops::SoftmaxForward(logits, p, Tensor::Empty({T}, DType::kF64));
+    return p.ToDoubles();
+  }();
+  const std::vector<double> X = x.ToDoubles();
+  auto swiglu = [&](const std::vector<double>& w1, const std::vector<double>& w3,
+                    const std::vector<double>& w2, int64_t width, int64_t t, std::vector<double>* out) {
+    for (int64_t d = 0; d < D; ++d) (*out)[d] = 0;
+    for (int64_t f = 0; f < width; ++f) {
+      double a = 0, b = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        a += w1[f * D + d] * X[t * D + d];
+        b += w3[f * D + d] * X[t * D + d];
+      }
+      const double h = a / (1 + std::exp(-a)) * b;
+      for (int64_t d = 0; d < D; ++d) (*out)[d] += w2[d * width + f] * h;
+    }
+  };
+  DenseFfn& shared = *moe.shared_experts();
+  const std::vector<double> S1 = shared.gate_proj.value.ToDoubles(),
+                            S3 = shared.up_proj.value.ToDoubles(),
+                            S2 = shared.down_proj.value.ToDoubles();
+  Tensor naive = Tensor::Zeros({T, D}, DType::kF64);
+  std::vector<double> out(D);
+  for (int64_t t = 0; t < T; ++t) {
+    swiglu(S1, S3, S2, 2 * F, t, &out);
+    for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += out[d];
+  }
+  for (int e = 0; e < 4; ++e) {
+    // The 4 tokens with the largest probs[:, e] (no ties in random data).
+    std::vector<int64_t> order(T);
+    for (int64_t t = 0; t < T; ++t) order[t] = t;
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return probs[a * 4 + e] > probs[b * 4 + e]; });
+    auto slice = [&](const Parameter& p) {
+      const std::vector<double> all = p.value.ToDoubles();
+      const size_t per = all.size() / 4;
+      return std::vector<double>(all.begin() + e * per, all.begin() + (e + 1) * per);
+    };
+    const std::vector<double> W1 = slice(moe.experts().w1), W3 = slice(moe.experts().w3),
+                              W2 = slice(moe.experts().w2);
+    for (int r = 0; r < 4; ++r) {
+      const int64_t t = order[r];
+      swiglu(W1, W3, W2, F, t, &out);
+      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += probs[t * 4 + e] * out[d];
     }
   }
   SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);

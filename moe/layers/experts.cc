@@ -19,10 +19,23 @@ Experts::Experts(const std::string& prefix, int64_t num_local, int64_t first_exp
       w2(MakeParameter(prefix + "{expert}.w2.weight", ParamKind::kExpert,
                        {num_local, d_model, ffn_dim}, dtype, device, first_expert)) {}
 
-Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert) {
+SwigluActivations Experts::Activations(const Tensor& gate, const Tensor& up, const Tensor& act,
+                                       int64_t begin, int64_t end) const {
+  SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
+  if (dropout_keys_.defined()) {
+    acts.dropout_keys = dropout_keys_.Rows(begin, end);
+    acts.dropout_rate = dropout_rate_;
+  }
+  return acts;
+}
+
+Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert,
+                        const Tensor& dropout_keys, double dropout_rate) {
   SB_CHECK_EQ(static_cast<int64_t>(rows_per_expert.size()), w1.value.dim(0));
   x_ = x;
   rows_ = rows_per_expert;
+  dropout_keys_ = dropout_keys;
+  dropout_rate_ = dropout_rate;
   const int64_t n = x.dim(0), f = w1.value.dim(1);
   const DType dt = x.dtype();
   const Device dev = x.device();
@@ -33,7 +46,7 @@ Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_ex
   for (size_t e = 0; e < rows_.size(); ++e) {
     const int64_t end = begin + rows_[e];
     if (end > begin) {
-      SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
+      const SwigluActivations acts = Activations(gate, up, act, begin, end);
       SwigluMlpForward(x.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e),
                        Slice(w2.value, e), acts, y.Rows(begin, end));
     }
@@ -54,7 +67,7 @@ Tensor Experts::Backward(const Tensor& dy) {
   for (size_t e = 0; e < rows_.size(); ++e) {
     const int64_t end = begin + rows_[e];
     if (end > begin) {
-      SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
+      const SwigluActivations acts = Activations(gate, up, act, begin, end);
       SwigluMlpBackward(x_.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e),
                         Slice(w2.value, e), acts, dy.Rows(begin, end), Slice(w1.grad, e),
                         Slice(w3.grad, e), Slice(w2.grad, e), dx.Rows(begin, end),

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "moe/core/parameter.h"
+#include "moe/layers/swiglu_mlp.h"
 
 namespace sb {
 
@@ -15,8 +16,11 @@ class Experts {
   // prefix: "model.layers.3.block_sparse_moe.experts."
   Experts(const std::string& prefix, int64_t num_local, int64_t first_expert, int64_t d_model,
           int64_t ffn_dim, DType dtype, Device device);
-  // x [N, D] grouped by local expert, rows_per_expert [E_local] -> y [N, D]
-  Tensor Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert);
+  // x [N, D] grouped by local expert, rows_per_expert [E_local] -> y [N, D].
+  // dropout_keys [N, 4] (ops::ExpertRowKeys, dispatched with the rows) turn
+  // on expert dropout with dropout_rate; undefined: none.
+  Tensor Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert,
+                 const Tensor& dropout_keys = Tensor(), double dropout_rate = 0.0);
   // dy [N, D] -> dx [N, D]; weight grads +=.
   Tensor Backward(const Tensor& dy);
 
@@ -25,7 +29,11 @@ class Experts {
   Parameter w2;  // [E_local, D, F] down
 
  private:
-  Tensor x_;
+  // Rows [begin, end) of the activation buffers (and of the dropout keys).
+  SwigluActivations Activations(const Tensor& gate, const Tensor& up, const Tensor& act,
+                                int64_t begin, int64_t end) const;
+  Tensor x_, dropout_keys_;
+  double dropout_rate_ = 0.0;
   std::vector<int64_t> rows_;
   ScratchTensor gate_, up_, act_, y_, dx_, dgate_, dup_;
 };

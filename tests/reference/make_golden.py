@@ -72,6 +72,21 @@ class Case:
     max_seq_len: int = 64
     optim: Optim = field(default_factory=Optim)
     expect_drops: bool = False
+    bias_std: float = 0.0  # initial auxiliary-loss-free selection bias ~ N(0, bias_std^2)
+
+    @property
+    def has_variants(self) -> bool:
+        """Uses a routing variant (docs/moe_semantics.md, "Routing variants")."""
+        c = self.cfg
+        return (c.routing != "token_choice" or c.noisy_gating or c.second_expert_policy != "all"
+                or c.batch_prioritized or c.aux_free_rate > 0 or c.num_shared_experts > 0
+                or c.expert_dropout > 0)
+
+
+def _variant_cfg(**kw) -> ref.RefConfig:
+    """The routing-variant cases: narrower experts (16) to keep the files small."""
+    kw.setdefault("expert_ffn_dim", 16)
+    return _cfg(**kw)
 
 
 def _cfg(**kw) -> ref.RefConfig:
@@ -119,10 +134,83 @@ CASES = [
               z_loss_coef=0.002, rope_theta=500000.0),
          moe_layer_interval=2, batch=3, seq_len=12, seed=59, expect_drops=True,
          optim=Optim(grad_clip=3.0)),
+    # Routing variants (docs/moe_semantics.md "Routing variants"), computed by
+    # reference_model.py; only (e)'s capacity routing has a transformers twin.
+    Case("noisy_top2_cv_bpr",
+         "(e) Noisy top-k gating (Shazeer et al. 2017) with its CV(importance)^2 + CV(load)^2 "
+         "loss, top-2 renormalised gates, batch-prioritized routing (V-MoE) with capacity "
+         "factor 1.0 over T = 30 tokens -> C = max(2, ceil(15)) = 15; z-loss. Golden computed "
+         "by tests/reference/reference_model.py; kept choices checked against transformers' "
+         "NllbMoeTop2Router(batch_prioritized_routing=True) on the same noisy logits.",
+         "reference_model.py",
+         _variant_cfg(moe_layers=[True, True], top_k=2, normalize_top_k=True, capacity_factor=1.0,
+                      min_capacity=2, aux_loss_coef=0.05, z_loss_coef=0.01, noisy_gating=True,
+                      balance_loss="cv", batch_prioritized=True, seed=76),
+         moe_layer_interval=1, batch=3, seq_len=10, seed=76, expect_drops=True,
+         optim=Optim(grad_clip=3.0)),
+    Case("gshard_random_top2_dropout",
+         "(f) GShard: top-2 renormalised gates, the second expert dispatched only when "
+         "2 * g2 > u (u keyed by seed, step, micro-batch, layer, token), capacity factor 1.25 "
+         "over T = 36 -> C = max(4, ceil(22.5)) = 23; expert dropout 0.2 on the experts' "
+         "hidden units (Switch / ST-MoE). Golden computed by tests/reference/reference_model.py.",
+         "reference_model.py",
+         _variant_cfg(moe_layers=[True, True], top_k=2, normalize_top_k=True, capacity_factor=1.25,
+                      min_capacity=4, aux_loss_coef=0.05, z_loss_coef=0.002,
+                      second_expert_policy="random", expert_dropout=0.2, seed=85),
+         moe_layer_interval=1, batch=3, seq_len=12, seed=85, expect_drops=True,
+         optim=Optim(grad_clip=3.0)),
+    Case("expert_choice_shared",
+         "(g) Expert-choice routing (Zhou et al. 2022): each of 4 experts takes its top-C tokens "
+         "by prob, C = ceil(0.5 * 2 * 30 / 4) = 8 of T = 30 (capacity factor 0.5, k = 2), so "
+         "some tokens get no expert; "
+         "no load-balancing loss; one always-on shared expert (DeepSeekMoE); z-loss. Golden "
+         "computed by tests/reference/reference_model.py.",
+         "reference_model.py",
+         _variant_cfg(moe_layers=[True, True], top_k=2, routing="expert_choice",
+                      capacity_factor=0.5, min_capacity=2, z_loss_coef=0.01,
+                      num_shared_experts=1, seed=97),
+         moe_layer_interval=1, batch=3, seq_len=10, seed=97, expect_drops=True,
+         optim=Optim(grad_clip=3.0)),
+    Case("deepseek_shared_aux_free",
+         "(h) DeepSeekMoE / DeepSeek-V3: 8 fine-grained experts of width 8 (dense FFN 64), "
+         "top-4 renormalised, dropless, 2 shared experts of width 8 (one MLP of width 16), "
+         "no auxiliary loss; an auxiliary-loss-free selection bias (initial values from the "
+         "weights file) moved by 0.02 * sign(mean load - load) after each step. Golden "
+         "computed by tests/reference/reference_model.py.",
+         "reference_model.py",
+         _variant_cfg(moe_layers=[False, True], num_experts=8, expert_ffn_dim=8, top_k=4,
+                      normalize_top_k=True, capacity_factor=0.0, min_capacity=4,
+                      z_loss_coef=0.001, num_shared_experts=2, aux_free_rate=0.02, seed=85),
+         moe_layer_interval=2, batch=2, seq_len=12, seed=85, bias_std=0.05,
+         optim=Optim(grad_clip=3.0)),
 ]
 
 
 # ----------------------------------------------------------------------------- config
+
+
+def variant_fields(c: ref.RefConfig) -> str:
+    """The moe.* lines of the routing variants that differ from their defaults."""
+    lines = []
+    if c.routing == "expert_choice":
+        lines.append("routing: EXPERT_CHOICE")
+    if c.noisy_gating:
+        lines.append("noisy_gating: true")
+    if c.balance_loss == "cv":
+        lines.append("balance_loss: CV_IMPORTANCE_LOAD")
+    if c.second_expert_policy == "random":
+        lines.append("second_expert_policy: RANDOM")
+    if c.batch_prioritized:
+        lines.append("batch_prioritized_routing: true")
+    if c.num_shared_experts:
+        lines.append(f"num_shared_experts: {c.num_shared_experts}")
+    if c.shared_expert_ffn_dim:
+        lines.append(f"shared_expert_ffn_dim: {c.shared_expert_ffn_dim}")
+    if c.aux_free_rate > 0:
+        lines.append(f"aux_free_bias_update_rate: {c.aux_free_rate!r}")
+    if c.expert_dropout > 0:
+        lines.append(f"expert_dropout: {c.expert_dropout!r}")
+    return "".join(f"  {line}\n" for line in lines)
 
 
 def textproto(case: Case) -> str:
@@ -160,7 +248,7 @@ moe {{
   aux_loss_coef: {c.aux_loss_coef!r}
   z_loss_coef: {c.z_loss_coef!r}
   moe_layer_interval: {case.moe_layer_interval}
-}}
+{variant_fields(c)}}}
 parallel {{
   expert_parallel_size: 1
 }}
@@ -214,23 +302,27 @@ def moe_indices(cfg: ref.RefConfig) -> List[int]:
 
 
 def reference_engine(case: Case, params: Dict[str, torch.Tensor]):
-    """-> (named leaf parameters, loss_fn) for reference_model.py."""
-    leaves = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+    """-> (named leaf parameters, loss_fn, buffers) for reference_model.py.
+    Buffers (the selection biases) are read by the model but not trained."""
+    buffer_names = set(ref.buffer_shapes(case.cfg))
+    leaves = {n: t.clone().requires_grad_(n not in buffer_names) for n, t in params.items()}
+    buffers = {n: t for n, t in leaves.items() if n in buffer_names}
+    named = {n: t for n, t in leaves.items() if n not in buffer_names}
 
-    def loss_fn(inputs, targets):
-        out = ref.forward(leaves, inputs, targets, case.cfg)
+    def loss_fn(inputs, targets, step=0):
+        out = ref.forward(leaves, inputs, targets, case.cfg, ctx=ref.Ctx(True, step, 0))
         rs = [out["routers"][i] for i in moe_indices(case.cfg)]
         out.update(router_logits=[r["router_logits"] for r in rs],
                    aux_layers=[r["aux"] for r in rs], z_layers=[r["z"] for r in rs])
         return out
-    return leaves, loss_fn
+    return named, loss_fn, buffers
 
 
 def transformers_engine(case: Case, params: Dict[str, torch.Tensor]):
     """-> (named parameters, loss_fn, model) for transformers in exact float64."""
     model = hf.build_hf_model(case.cfg, params, case.max_seq_len)
 
-    def loss_fn(inputs, targets):
+    def loss_fn(inputs, targets, step=0):  # noqa: ARG001 (no random draws)
         with hf.exact_float64():
             return hf.hf_total_loss(model, case.cfg, inputs, targets)
     return dict(model.named_parameters()), loss_fn, model
@@ -250,12 +342,22 @@ def topk_margin(router_logits: List[torch.Tensor], k: int) -> float:
     return m
 
 
+def decision_margin(case: Case, out) -> float:
+    """How far the routing decisions of one forward are from flipping: the
+    top-k gap, or for the variants the smallest of their own margins (biased
+    top-k gap, per-expert top-C gap, |u - 2 g2|, priority gaps)."""
+    if case.has_variants:
+        return min((r["margin"] for r in out["routers"].values()), default=float("inf"))
+    return topk_margin(out["router_logits"], case.cfg.top_k)
+
+
 def train_steps(case: Case, named: Dict[str, torch.Tensor], loss_fn: Callable,
-                step_tokens: torch.Tensor):
+                step_tokens: torch.Tensor, buffers: Dict[str, torch.Tensor] = None):
     """K steps of torch.optim.AdamW (constant lr, no decay on RMSNorm scales and
-    the embedding, clip_grad_norm_ on the total loss) on step_tokens[i].
+    the embedding, clip_grad_norm_ on the total loss) on step_tokens[i], then
+    the auxiliary-loss-free bias update from step i's routed counts.
     -> total loss, CE, pre-clip grad norm per step (before that step's update),
-    smallest top-k margin met."""
+    smallest decision margin met."""
     o = case.optim
     no_decay = lambda n: ref.is_norm(n) or n == "model.embed_tokens.weight"  # noqa: E731
     groups = [{"params": [p for n, p in named.items() if not no_decay(n)],
@@ -263,19 +365,21 @@ def train_steps(case: Case, named: Dict[str, torch.Tensor], loss_fn: Callable,
               {"params": [p for n, p in named.items() if no_decay(n)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     losses, ces, norms, margin = [], [], [], float("inf")
-    for batch in step_tokens:
+    for step, batch in enumerate(step_tokens):
         opt.zero_grad(set_to_none=False)
-        out = loss_fn(batch[:, :-1], batch[:, 1:])
+        out = loss_fn(batch[:, :-1], batch[:, 1:], step)
         out["total"].backward()
         for p in named.values():  # an unused parameter still gets decayed
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         norm = torch.nn.utils.clip_grad_norm_(list(named.values()), o.grad_clip)
         opt.step()
+        if buffers:
+            ref.update_selection_biases(buffers, out["routers"], case.cfg)
         losses.append(float(out["total"]))
         ces.append(float(out["ce"]))
         norms.append(float(norm))
-        margin = min(margin, topk_margin(out["router_logits"], case.cfg.top_k))
+        margin = min(margin, decision_margin(case, out))
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     return f64(losses), f64(ces), f64(norms), margin
 
@@ -311,11 +415,16 @@ def routing_check(case: Case, params, ref_out) -> Dict[str, float]:
     own capacity routers (Switch top-1, NLLB-MoE top-2) on the same router
     inputs and capacity: which choices are kept must agree exactly."""
     err: Dict[str, float] = {}
-    k, e_count = case.cfg.top_k, case.cfg.num_experts
+    c = case.cfg
+    k, e_count = c.top_k, c.num_experts
+    if (c.routing != "token_choice" or c.second_expert_policy != "all" or c.aux_free_rate > 0
+            or r_capacity_none(ref_out, c) or ((c.batch_prioritized or c.noisy_gating) and k != 2)):
+        return err  # no transformers router routes this way
     for i in moe_indices(case.cfg):
         r = ref_out["routers"][i]
         w = params[f"model.layers.{i}.block_sparse_moe.gate.weight"]
-        h = hf.hf_capacity_router(r["x"], w, k, r["capacity"])
+        h = hf.hf_capacity_router(r["x"], w, k, r["capacity"], batch_prioritized=c.batch_prioritized,
+                                  router_logits=r["router_logits"] if c.noisy_gating else None)
         ids, kept = r["ids"], r["slots"] >= 0
         if k == 1:
             ours = F.one_hot(ids[:, 0], e_count) * kept[:, :1]
@@ -341,6 +450,11 @@ def routing_check(case: Case, params, ref_out) -> Dict[str, float]:
     return err
 
 
+def r_capacity_none(ref_out, cfg: ref.RefConfig) -> bool:
+    """Dropless: nothing for a capacity router to check."""
+    return any(ref_out["routers"][i]["capacity"] is None for i in moe_indices(cfg))
+
+
 def unpatched_check(case: Case, model, tokens: torch.Tensor, golden_logits, golden_ce):
     """transformers as shipped (its float32 roundings, its own label shift and
     CE) against the exact goldens: only float32-sized differences allowed."""
@@ -360,7 +474,7 @@ def float32_replay(case: Case, params, step_tokens, golden, grads) -> Dict[str, 
     """reference_model.py in float32 from the float64 weights rounded to float32
     (what a float32 C++ run of the same files does), against the goldens: the
     errors a float32 implementation should expect, for deriving tolerances."""
-    named, loss_fn = reference_engine(case, {n: t.float() for n, t in params.items()})
+    named, loss_fn, buffers = reference_engine(case, {n: t.float() for n, t in params.items()})
     tokens = step_tokens[0]
     out = loss_fn(tokens[:, :-1], tokens[:, 1:])
     out["total"].backward()
@@ -371,7 +485,7 @@ def float32_replay(case: Case, params, step_tokens, golden, grads) -> Dict[str, 
             f"{case.name} layer {i}: float32 routes differently"
     for p in named.values():
         p.grad = None
-    steps = train_steps(case, named, loss_fn, step_tokens)
+    steps = train_steps(case, named, loss_fn, step_tokens, buffers)
     return {
         "logits_max_abs_err": max_abs(out["logits"].double(), golden["logits"]),
         "logits_max_abs": float(golden["logits"].abs().max()),
@@ -390,19 +504,25 @@ def run_case(case: Case):
     """-> (weights dict, golden dict, metadata dict)."""
     cfg = case.cfg
     params = ref.init_parameters(cfg, case.seed, case.init_std)
+    if ref.buffer_shapes(cfg):
+        # A nonzero starting bias, so that the biased choice shows from step 0.
+        bgen = torch.Generator().manual_seed(case.seed + 2)
+        for n, shape in ref.buffer_shapes(cfg).items():
+            params[n] = case.bias_std * torch.randn(shape, generator=bgen, dtype=torch.float64)
     gen = torch.Generator().manual_seed(case.seed + 1)
     step_tokens = torch.randint(0, cfg.vocab_size, (case.steps, case.batch, case.seq_len + 1),
                                 generator=gen)
     tokens = step_tokens[0]
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
-    ref_named, ref_loss = reference_engine(case, params)
+    ref_named, ref_loss, ref_buffers = reference_engine(case, params)
     ref_out = ref_loss(inputs, targets)
     ref_out["total"].backward()
     ref_grads = grads_of(ref_named)
 
     checks: Dict[str, float] = {}
     if case.reference == "transformers":
+        assert not case.has_variants, "transformers has no routing variants"
         named, loss_fn, model = transformers_engine(case, params)
         out = loss_fn(inputs, targets)
         out["total"].backward()
@@ -419,7 +539,7 @@ def run_case(case: Case):
         checks.update(routing_check(case, params, ref_out))
         for p in ref_named.values():
             p.grad = None
-        steps = train_steps(case, ref_named, ref_loss, step_tokens)
+        steps = train_steps(case, ref_named, ref_loss, step_tokens, ref_buffers)
     step_losses, step_ce, step_norms, step_margin = steps
 
     golden = {
@@ -455,11 +575,13 @@ def run_case(case: Case):
             golden[f"hf_load_balancing_loss.layer_{i}"] = scalar(out["hf_lbl"][j])
     if any(cfg.moe_layers):
         golden["capacity"] = torch.tensor([capacity], dtype=torch.int32)
+    for n, b in ref_buffers.items():  # after the K steps' bias updates
+        golden["final." + n] = b.detach().clone()
     for n, g in grads.items():
         golden["grad." + n] = g
 
     replay = float32_replay(case, params, step_tokens, golden, grads)
-    margin = min(topk_margin(out["router_logits"], cfg.top_k), step_margin)
+    margin = min(decision_margin(case, out), step_margin)
     assert margin >= MIN_TOPK_MARGIN, f"{case.name}: top-k margin {margin:.3g}: change the seed"
     if case.expect_drops:
         assert sum(dropped.values()) > 0, f"{case.name}: no token dropped: change the seed"
