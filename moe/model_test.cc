@@ -95,6 +95,25 @@ TEST(Model, ParameterCountsAndNames) {
   EXPECT_TRUE(found);
 }
 
+// SwiGLU expert `e` of a [E, F, D] / [E, D, F] stack (or a plain MLP with
+// e = 0) on token t of x [T, D], computed directly in f64: out [D].
+std::vector<double> NaiveSwiglu(const std::vector<double>& X, int64_t t, int64_t D, int64_t F,
+                                const std::vector<double>& W1, const std::vector<double>& W3,
+                                const std::vector<double>& W2, int64_t e) {
+  std::vector<double> h(F), out(D, 0.0);
+  for (int64_t f = 0; f < F; ++f) {
+    double a = 0, b = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      a += W1[(e * F + f) * D + d] * X[t * D + d];
+      b += W3[(e * F + f) * D + d] * X[t * D + d];
+    }
+    h[f] = a / (1 + std::exp(-a)) * b;
+  }
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t f = 0; f < F; ++f) out[d] += W2[(e * D + d) * F + f] * h[f];
+  return out;
+}
+
 // y_t = sum_r gate_tr * SwiGLU_{e_tr}(x_t), computed directly, equals the
 // permute / dispatch / combine path when nothing is dropped.
 TEST(MoeLayer, DroplessEqualsNaiveMixture) {
@@ -119,26 +138,14 @@ TEST(MoeLayer, DroplessEqualsNaiveMixture) {
   for (int64_t t = 0; t < T; ++t) {
     for (int r = 0; r < o.top_k; ++r) {
       const int e = static_cast<int>(ids[t * o.top_k + r]);
-      std::vector<double> h(F);
-      for (int64_t f = 0; f < F; ++f) {
-        double a = 0, b = 0;
-        for (int64_t d = 0; d < D; ++d) {
-          a += W1[(e * F + f) * D + d] * X[t * D + d];
-          b += W3[(e * F + f) * D + d] * X[t * D + d];
-        }
-        h[f] = a / (1 + std::exp(-a)) * b;
-      }
-      for (int64_t d = 0; d < D; ++d) {
-        double out = 0;
-        for (int64_t f = 0; f < F; ++f) out += W2[(e * D + d) * F + f] * h[f];
-        naive.data<double>()[t * D + d] += G[t * o.top_k + r] * out;
-      }
+      const std::vector<double> out = NaiveSwiglu(X, t, D, F, W1, W3, W2, e);
+      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += G[t * o.top_k + r] * out[d];
     }
   }
   SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);
 }
 
-// Expert choice with a shared expert: y_t = shared(x_t) + sum over the
+// Expert choice with shared experts: y_t = shared(x_t) + sum over the
 // experts e that took t of probs[t, e] * SwiGLU_e(x_t), computed directly.
 TEST(MoeLayer, ExpertChoiceWithSharedExpertEqualsNaiveMixture) {
   RouterOptions o;
@@ -149,58 +156,36 @@ TEST(MoeLayer, ExpertChoiceWithSharedExpertEqualsNaiveMixture) {
   o.min_capacity = 1;
   o.num_shared_experts = 2;
   LocalDispatcher dispatcher;
-  const int64_t D = 6, F = 4, T = 13;
+  const int64_t D = 6, F = 4, T = 13, E = 4, C = 4;
   MoeLayer moe("m.", 0, D, F, o, &dispatcher, DType::kF64, Device::kCpu);
   for (Parameter* p : moe.Parameters()) testing::FillRandom(p->value, HashName(p->name), 0.8);
   Tensor x = testing::RandomTensor({T, D}, 22);
   Tensor y = moe.Forward(x, StepContext{});
-  const std::vector<double> probs = [&] {
-    Tensor logits = Tensor::Empty({T, 4}, DType::kF64), p = Tensor::Empty({T, 4}, DType::kF64);
-    ops::Gemm(x, false, moe.router().weight.value, true, logits);
-    ops::SoftmaxForward(logits, p, Tensor::Empty({T}, DType::kF64));
-    return p.ToDoubles();
-  }();
-  const std::vector<double> X = x.ToDoubles();
-  auto swiglu = [&](const std::vector<double>& w1, const std::vector<double>& w3,
-                    const std::vector<double>& w2, int64_t width, int64_t t, std::vector<double>* out) {
-    for (int64_t d = 0; d < D; ++d) (*out)[d] = 0;
-    for (int64_t f = 0; f < width; ++f) {
-      double a = 0, b = 0;
-      for (int64_t d = 0; d < D; ++d) {
-        a += w1[f * D + d] * X[t * D + d];
-        b += w3[f * D + d] * X[t * D + d];
-      }
-      const double h = a / (1 + std::exp(-a)) * b;
-      for (int64_t d = 0; d < D; ++d) (*out)[d] += w2[d * width + f] * h;
-    }
-  };
-  DenseFfn& shared = *moe.shared_experts();
-  const std::vector<double> S1 = shared.gate_proj.value.ToDoubles(),
-                            S3 = shared.up_proj.value.ToDoubles(),
-                            S2 = shared.down_proj.value.ToDoubles();
+  Tensor logits = Tensor::Empty({T, E}, DType::kF64), p = Tensor::Empty({T, E}, DType::kF64);
+  ops::Gemm(x, false, moe.router().weight.value, true, logits);
+  ops::SoftmaxForward(logits, p, Tensor::Empty({T}, DType::kF64));
+  const std::vector<double> X = x.ToDoubles(), probs = p.ToDoubles();
+  const DenseFfn& shared = *moe.shared_experts();
   Tensor naive = Tensor::Zeros({T, D}, DType::kF64);
-  std::vector<double> out(D);
   for (int64_t t = 0; t < T; ++t) {
-    swiglu(S1, S3, S2, 2 * F, t, &out);
+    const std::vector<double> out =
+        NaiveSwiglu(X, t, D, 2 * F, shared.gate_proj.value.ToDoubles(),
+                    shared.up_proj.value.ToDoubles(), shared.down_proj.value.ToDoubles(), 0);
     for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += out[d];
   }
-  for (int e = 0; e < 4; ++e) {
-    // The 4 tokens with the largest probs[:, e] (no ties in random data).
+  const std::vector<double> W1 = moe.experts().w1.value.ToDoubles();
+  const std::vector<double> W3 = moe.experts().w3.value.ToDoubles();
+  const std::vector<double> W2 = moe.experts().w2.value.ToDoubles();
+  for (int64_t e = 0; e < E; ++e) {
+    // The C tokens with the largest probs[:, e] (random data: no ties).
     std::vector<int64_t> order(T);
     for (int64_t t = 0; t < T; ++t) order[t] = t;
     std::sort(order.begin(), order.end(),
-              [&](int64_t a, int64_t b) { return probs[a * 4 + e] > probs[b * 4 + e]; });
-    auto slice = [&](const Parameter& p) {
-      const std::vector<double> all = p.value.ToDoubles();
-      const size_t per = all.size() / 4;
-      return std::vector<double>(all.begin() + e * per, all.begin() + (e + 1) * per);
-    };
-    const std::vector<double> W1 = slice(moe.experts().w1), W3 = slice(moe.experts().w3),
-                              W2 = slice(moe.experts().w2);
-    for (int r = 0; r < 4; ++r) {
+              [&](int64_t a, int64_t b) { return probs[a * E + e] > probs[b * E + e]; });
+    for (int64_t r = 0; r < C; ++r) {
       const int64_t t = order[r];
-      swiglu(W1, W3, W2, F, t, &out);
-      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += probs[t * 4 + e] * out[d];
+      const std::vector<double> out = NaiveSwiglu(X, t, D, F, W1, W3, W2, e);
+      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += probs[t * E + e] * out[d];
     }
   }
   SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);

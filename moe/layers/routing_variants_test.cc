@@ -11,11 +11,7 @@
 namespace sb {
 namespace {
 
-std::vector<int> Ints(const Tensor& t) {
-  std::vector<int> v;
-  for (double x : t.ToDoubles()) v.push_back(static_cast<int>(x));
-  return v;
-}
+using testing::IntsOf;
 
 TEST(BiasedTopK, BiasChoosesButGatesStayUnbiased) {
   // scores = probs + bias = [0.5, 0.3, 0.55] and [0.1, 0.7, 0.55]; ties to the lower id.
@@ -23,14 +19,14 @@ TEST(BiasedTopK, BiasChoosesButGatesStayUnbiased) {
   Tensor bias = Tensor::FromVector<double>({0.0, 0.0, 0.35}, {3});
   Tensor ids = Tensor::Empty({2, 2}, DType::kI32), vals = Tensor::Empty({2, 2}, DType::kF64);
   ops::BiasedTopK(probs, bias, 2, ids, vals);
-  EXPECT_EQ(Ints(ids), (std::vector<int>{2, 0, 1, 2}));
+  EXPECT_EQ(IntsOf(ids), (std::vector<int>{2, 0, 1, 2}));
   EXPECT_EQ(vals.ToDoubles(), (std::vector<double>{0.2, 0.5, 0.7, 0.2}));
   // A zero bias is plain TopK.
   ops::Fill(bias, 0.0);
   Tensor ids2 = Tensor::Empty({2, 2}, DType::kI32), vals2 = Tensor::Empty({2, 2}, DType::kF64);
   ops::BiasedTopK(probs, bias, 2, ids, vals);
   ops::TopK(probs, 2, ids2, vals2);
-  EXPECT_EQ(Ints(ids), Ints(ids2));
+  EXPECT_EQ(IntsOf(ids), IntsOf(ids2));
 }
 
 TEST(SampleSecondExpert, KeepsSecondWhenUniformBelowTwiceItsNormalisedGate) {
@@ -47,7 +43,7 @@ TEST(SampleSecondExpert, KeepsSecondWhenUniformBelowTwiceItsNormalisedGate) {
   Tensor active = Tensor::Empty({T, 2}, DType::kI32);
   const uint64_t key = StreamKey({3, 4});
   ops::SampleSecondExpert(topk, key, active);
-  const std::vector<int> a = Ints(active);
+  const std::vector<int> a = IntsOf(active);
   EXPECT_EQ(a[1], 1);
   EXPECT_EQ(a[3], 0);
   int kept = 0;
@@ -66,7 +62,7 @@ TEST(PriorityOrder, DescendingFirstChoiceProbTiesToLowerToken) {
   Tensor topk = Tensor::FromVector<double>({0.3, 0.1, 0.9, 0.05, 0.3, 0.2, 0.5, 0.4}, {4, 2});
   Tensor order = Tensor::Empty({4}, DType::kI32);
   ops::PriorityOrder(topk, order);
-  EXPECT_EQ(Ints(order), (std::vector<int>{1, 3, 0, 2}));
+  EXPECT_EQ(IntsOf(order), (std::vector<int>{1, 3, 0, 2}));
 }
 
 TEST(AssignSlotsOrdered, PriorityWithinChoiceRankAndInactiveChoices) {
@@ -79,14 +75,14 @@ TEST(AssignSlotsOrdered, PriorityWithinChoiceRankAndInactiveChoices) {
   Tensor slot = Tensor::Empty({4, 2}, DType::kI32);
   Tensor routed = Tensor::Empty({2}, DType::kI32), kept = Tensor::Empty({2}, DType::kI32);
   ops::AssignSlotsOrdered(ids, &order, &active, 2, 2, slot, routed, kept);
-  EXPECT_EQ(Ints(slot), (std::vector<int>{1, -1, -1, -1, 0, 1, 0, -1}));
-  EXPECT_EQ(Ints(routed), (std::vector<int>{3, 4}));  // the inactive choice is not routed
-  EXPECT_EQ(Ints(kept), (std::vector<int>{2, 2}));
+  EXPECT_EQ(IntsOf(slot), (std::vector<int>{1, -1, -1, -1, 0, 1, 0, -1}));
+  EXPECT_EQ(IntsOf(routed), (std::vector<int>{3, 4}));  // the inactive choice is not routed
+  EXPECT_EQ(IntsOf(kept), (std::vector<int>{2, 2}));
   // Without order and mask it is AssignSlots.
   Tensor slot2 = Tensor::Empty({4, 2}, DType::kI32);
   ops::AssignSlotsOrdered(ids, nullptr, nullptr, 2, 2, slot, routed, kept);
   ops::AssignSlots(ids, 2, 2, slot2, routed, kept);
-  EXPECT_EQ(Ints(slot), Ints(slot2));
+  EXPECT_EQ(IntsOf(slot), IntsOf(slot2));
 }
 
 TEST(ExpertChoice, EachExpertTakesItsTopCTokensTiesToLowerToken) {
@@ -96,13 +92,13 @@ TEST(ExpertChoice, EachExpertTakesItsTopCTokensTiesToLowerToken) {
   Tensor ids = Tensor::Empty({4, 2}, DType::kI32), slot = Tensor::Empty({4, 2}, DType::kI32);
   Tensor kept = Tensor::Empty({2}, DType::kI32);
   ops::ExpertChoice(probs, 2, ids, slot, kept);
-  EXPECT_EQ(Ints(ids), (std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(IntsOf(ids), (std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}));
   // t0 gets e0 (rank 1) and e1 ties t3 at 0.4 -> t0 wins (rank 1), so t3 gets nothing.
-  EXPECT_EQ(Ints(slot), (std::vector<int>{1, 1, 0, -1, -1, 0, -1, -1}));
-  EXPECT_EQ(Ints(kept), (std::vector<int>{2, 2}));
+  EXPECT_EQ(IntsOf(slot), (std::vector<int>{1, 1, 0, -1, -1, 0, -1, -1}));
+  EXPECT_EQ(IntsOf(kept), (std::vector<int>{2, 2}));
   // A capacity beyond T takes every token.
   ops::ExpertChoice(probs, 9, ids, slot, kept);
-  EXPECT_EQ(Ints(kept), (std::vector<int>{4, 4}));
+  EXPECT_EQ(IntsOf(kept), (std::vector<int>{4, 4}));
 }
 
 TEST(NoisyLogits, SoftplusScaleAndNoNoiseInEvaluation) {

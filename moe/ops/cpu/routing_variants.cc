@@ -23,14 +23,22 @@ double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 double Phi(double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); }
 double PhiDensity(double z) { return std::exp(-0.5 * z * z) / std::sqrt(2.0 * M_PI); }
 
-// Ids of the n largest of row[0..E) in descending order, ties to the lower id.
-void RankRow(const double* row, int64_t E, int n, int* ids) {
+// Ids of the n largest scores row[e] (+ bias[e] when given, added in T as
+// the reference adds them) in descending order, ties to the lower id: n
+// passes of argmax with a strict '>', as TopK.
+template <typename T>
+void RankRow(const T* row, const T* bias, int64_t E, int n, int32_t* ids) {
   for (int r = 0; r < n; ++r) {
-    int best = -1;
+    int32_t best = -1;
+    T best_score = 0;
     for (int64_t e = 0; e < E; ++e) {
       bool taken = false;
       for (int q = 0; q < r; ++q) taken |= ids[q] == e;
-      if (!taken && (best < 0 || row[e] > row[best])) best = static_cast<int>(e);
+      const T score = bias ? static_cast<T>(row[e] + bias[e]) : row[e];
+      if (!taken && (best < 0 || score > best_score)) {
+        best = static_cast<int32_t>(e);
+        best_score = score;
+      }
     }
     ids[r] = best;
   }
@@ -76,22 +84,8 @@ void BiasedTopK(const Tensor& probs, const Tensor& bias, int k, const Tensor& ex
     T* v = topk_probs.data<T>();
 #pragma omp parallel for schedule(static) if (rows > 1024)
     for (int64_t t = 0; t < rows; ++t) {
-      const T* pr = p + t * E;
-      for (int r = 0; r < k; ++r) {
-        int best = -1;
-        T best_score = 0;
-        for (int e = 0; e < E; ++e) {
-          bool taken = false;
-          for (int q = 0; q < r; ++q) taken |= ids[t * k + q] == e;
-          const T score = pr[e] + b[e];  // the model's dtype, as the reference adds them
-          if (!taken && (best < 0 || score > best_score)) {
-            best = e;
-            best_score = score;
-          }
-        }
-        ids[t * k + r] = best;
-        v[t * k + r] = pr[best];
-      }
+      RankRow(p + t * E, b, E, k, ids + t * k);
+      for (int r = 0; r < k; ++r) v[t * k + r] = p[t * E + ids[t * k + r]];
     }
   });
 }
@@ -248,10 +242,10 @@ double NoisyTopKBalanceLoss(const Tensor& gates, const Tensor& expert_ids, const
   // logit is the threshold: the (k+1)-th largest for e in the token's top-k
   // of the noisy logits, else the k-th.
   std::vector<double> importance(E, 0.0), load(E, 0.0), z(rows * E);
-  std::vector<int> threshold_id(rows * E), ranked(k + 1);
+  std::vector<int32_t> threshold_id(rows * E), ranked(k + 1);
   for (int64_t t = 0; t < rows; ++t) {
     for (int64_t r = 0; r < k; ++r) importance[ids[t * k + r]] += g[t * k + r];
-    RankRow(h.data() + t * E, E, static_cast<int>(k + 1), ranked.data());
+    RankRow<double>(h.data() + t * E, nullptr, E, static_cast<int>(k + 1), ranked.data());
     for (int64_t e = 0; e < E; ++e) {
       bool in_top = false;
       for (int64_t r = 0; r < k; ++r) in_top |= ranked[r] == e;
