@@ -93,6 +93,10 @@ expect_fail 2 "no checkpoint to resume from" "$bin" train "${tiny[@]}" --run_dir
 expect_fail 2 "model.d_model = 32 in the checkpoint, 64" "$bin" train "${tiny[@]}" --set model.d_model=64 \
   --run_dir "$tmp/ck_a" --resume
 expect_fail 2 "optimizer.name" "$bin" train "${tiny[@]}" --set optimizer.name=ADAFACTOR --run_dir "$tmp/ck_a" --resume
+expect_fail 2 "moe.num_shared_experts = 0 in the checkpoint, 1" "$bin" train "${tiny[@]}" \
+  --set moe.num_shared_experts=1 --run_dir "$tmp/ck_a" --resume
+expect_fail 2 "selection bias (moe.aux_free_bias_update_rate > 0) = off in the checkpoint, on" \
+  "$bin" train "${tiny[@]}" --set moe.aux_free_bias_update_rate=0.001 --run_dir "$tmp/ck_a" --resume
 head -c 300 "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors" >"$tmp/cut"
 mv "$tmp/cut" "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors"
 expect_fail 2 "model-00001-of-00001.safetensors" "$bin" train "${tiny[@]}" --set train.steps=6 \
