@@ -12,7 +12,7 @@
 #
 # Every run: OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=1, seed 1234, 16 x 128
 # tokens per step, validation on 16 batches (262k tokens) at the end.
-# ~6 min per variant on one core of the 2-core dev VM at 600 steps.
+# 4-5 min of CPU per run (600 steps, one core); wall time depends on the neighbours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-600}
@@ -21,9 +21,14 @@ out=${SB_OUT:-runs/routing_variants}
 [ -x "$bin" ] || { echo "build $bin first (bash launch/build.sh)" >&2; exit 1; }
 [ -d runs/data/python-docs/train ] || { echo "run bash launch/prepare_default_data.sh first" >&2; exit 1; }
 
-# name|--set overrides (on top of configs/tiny.textproto)
+# name|--set overrides (on top of configs/tiny.textproto). The controls:
+# two more seeds of the baseline (run-to-run spread), and its gates
+# renormalised (what GShard's rule adds besides the random second expert).
 variants=(
   "baseline|"
+  "baseline_seed1235|train.seed=1235"
+  "baseline_seed1236|train.seed=1236"
+  "baseline_normalized|moe.normalize_top_k=true"
   "noisy_topk_cv|moe.noisy_gating=true moe.balance_loss=CV_IMPORTANCE_LOAD moe.aux_loss_coef=0.1"
   "gshard_random|moe.second_expert_policy=RANDOM moe.normalize_top_k=true"
   "batch_prioritized|moe.batch_prioritized_routing=true"

@@ -77,7 +77,8 @@ def main() -> None:
         path = os.path.join(args.runs, name)
         if os.path.isfile(os.path.join(path, "metrics.jsonl")):
             rows[name] = summarise(path, args.steps)
-    order = ["baseline"] + [n for n in rows if n != "baseline"]
+    order = ["baseline"] + sorted((n for n in rows if n.startswith("baseline_")), key=lambda n: n) + \
+        [n for n in rows if not n.startswith("baseline")]
     order = [n for n in order if n in rows]
     base = rows.get("baseline", {}).get("val_loss")
     lines = ["| variant | val loss | vs baseline | train loss | load max/mean | dropped | router entropy |",
@@ -90,6 +91,15 @@ def main() -> None:
                      f"{fmt(r['load_imbalance_last_quarter'], '.3f')} | "
                      f"{fmt(r['dropped_frac_last_quarter'] and 100 * r['dropped_frac_last_quarter'], '.2f')}% | "
                      f"{fmt(r['router_entropy_last_quarter'], '.3f')} |")
+    seeds = [rows[n]["val_loss"] for n in order
+             if (n == "baseline" or n.startswith("baseline_seed")) and rows[n]["val_loss"] is not None]
+    if len(seeds) > 1:
+        mean = sum(seeds) / len(seeds)
+        sd = (sum((v - mean) ** 2 for v in seeds) / (len(seeds) - 1)) ** 0.5
+        lines.append("")
+        lines.append(f"Baseline over {len(seeds)} seeds: val loss {mean:.4f} +- {sd:.4f} (sample sd), "
+                     f"range {min(seeds):.4f} - {max(seeds):.4f}; every variant ran with seed 1234 "
+                     "(the `baseline` row's) only.")
     table = "\n".join(lines)
     print(table)
     if args.md:
