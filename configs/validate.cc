@@ -169,6 +169,48 @@ void CheckMoe(const TrainConfig& config, Violations* v) {
   }
 }
 
+// The routing variants: their own ranges, then the combinations that have
+// no meaning (each names the papers' assumption it breaks).
+void CheckRoutingVariants(const TrainConfig& config, Violations* v) {
+  using M = switchboard::MoeConfig;
+  const auto& moe = config.moe();
+  v->AtLeast("moe.num_shared_experts", moe.num_shared_experts(), 0);
+  v->AtMost("moe.num_shared_experts", moe.num_shared_experts(), 1024);
+  v->AtLeast("moe.shared_expert_ffn_dim", moe.shared_expert_ffn_dim(), 0);
+  v->AtMost("moe.shared_expert_ffn_dim", moe.shared_expert_ffn_dim(), int64_t{1} << 22);
+  v->NonNegative("moe.aux_free_bias_update_rate", moe.aux_free_bias_update_rate());
+  v->InRange("moe.expert_dropout", moe.expert_dropout(), 0, 1, /*hi_inclusive=*/false);
+  if (moe.balance_loss() == M::CV_IMPORTANCE_LOAD) {
+    if (!moe.noisy_gating()) {
+      v->Add("moe.balance_loss = CV_IMPORTANCE_LOAD needs moe.noisy_gating = true (its load "
+             "estimator is the probability under the gating noise)");
+    }
+    if (moe.num_experts() >= 1 && moe.top_k() >= moe.num_experts()) {
+      v->Add("moe.balance_loss = CV_IMPORTANCE_LOAD needs moe.top_k = ", moe.top_k(),
+             " < moe.num_experts = ", moe.num_experts(), " (its threshold is the (k+1)-th logit)");
+    }
+  }
+  if (moe.second_expert_policy() == M::RANDOM && moe.top_k() != 2) {
+    v->Add("moe.second_expert_policy = RANDOM needs moe.top_k = 2, not ", moe.top_k());
+  }
+  if (moe.routing() != M::EXPERT_CHOICE) return;
+  const char* ec = "moe.routing = EXPERT_CHOICE";
+  if (moe.capacity_factor_train() <= 0 || moe.capacity_factor_eval() <= 0) {
+    v->Add(ec, " needs moe.capacity_factor_train and moe.capacity_factor_eval > 0 (each expert "
+               "takes C tokens), got ", moe.capacity_factor_train(), " and ",
+           moe.capacity_factor_eval());
+  }
+  if (moe.normalize_top_k()) v->Add(ec, " needs moe.normalize_top_k = false (a token has no fixed k)");
+  if (moe.second_expert_policy() != M::ALL) v->Add(ec, " needs moe.second_expert_policy = ALL");
+  if (moe.batch_prioritized_routing()) {
+    v->Add(ec, " with moe.batch_prioritized_routing: experts already take tokens by probability");
+  }
+  if (moe.aux_free_bias_update_rate() > 0) {
+    v->Add(ec, " with moe.aux_free_bias_update_rate > 0: expert choice is balanced by construction");
+  }
+  if (moe.balance_loss() != M::SWITCH) v->Add(ec, " needs moe.balance_loss = SWITCH (it has none)");
+}
+
 void CheckParallel(const TrainConfig& config, int world_size, Violations* v) {
   const int ep = config.parallel().expert_parallel_size();
   const bool world_ok = world_size >= 1;
@@ -240,10 +282,14 @@ void CheckTrain(const TrainConfig& config, int world_size, Violations* v) {
     v->Add("train.seq_len = ", t.seq_len(), " exceeds model.max_seq_len = ",
            config.model().max_seq_len());
   }
-  // Token rows are indexed with int32 (routing permutations): T * top_k < 2^31.
-  const int64_t rows = int64_t{t.micro_batch_size()} * t.seq_len() * std::max(1, config.moe().top_k());
+  // Token rows are indexed with int32 (routing permutations): T * top_k < 2^31
+  // (expert choice lists every expert per token: T * num_experts).
+  const bool expert_choice = config.moe().routing() == switchboard::MoeConfig::EXPERT_CHOICE;
+  const int64_t rows = int64_t{t.micro_batch_size()} * t.seq_len() *
+                       std::max(1, expert_choice ? config.moe().num_experts() : config.moe().top_k());
   if (t.micro_batch_size() >= 1 && t.seq_len() >= 1 && rows >= (int64_t{1} << 31)) {
-    v->Add("train.micro_batch_size * train.seq_len * moe.top_k = ", rows,
+    v->Add("train.micro_batch_size * train.seq_len * ",
+           expert_choice ? "moe.num_experts" : "moe.top_k", " = ", rows,
            " token choices per micro-batch exceed 2^31");
   }
   v->AtLeast("train.grad_accum_steps", t.grad_accum_steps(), 1);
@@ -279,6 +325,7 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
   CheckFinite(config, "", &violations);
   CheckModel(config, &violations);
   CheckMoe(config, &violations);
+  CheckRoutingVariants(config, &violations);
   CheckParallel(config, world_size, &violations);
   CheckOptimizer(config, &violations);
   CheckSchedule(config, &violations);

@@ -111,7 +111,8 @@ absl::StatusOr<switchboard::TrainerState> ParseTrainerState(absl::string_view te
                                                             std::optional<int64_t> dir_step);
 
 // Whether `config` may continue the saved run: the architecture (model.*
-// but init_std; moe.num_experts, top_k, normalize_top_k and the MoE blocks),
+// but init_std; moe.num_experts, top_k, normalize_top_k, the MoE blocks, and the
+// routing variants that add tensors: noisy_gating, shared experts, the selection bias),
 // optimizer.name (and Adafactor momentum on/off), train.seed,
 // micro_batch_size and seq_len must be equal, and train.steps must reach the
 // saved step. The error names the file and every field that differs.

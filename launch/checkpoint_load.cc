@@ -47,7 +47,7 @@ constexpr const char* kArchitecture[] = {
     "model.vocab_size", "model.d_model",  "model.num_layers",   "model.num_heads",
     "model.num_kv_heads", "model.ffn_dim", "model.rope_theta",  "model.norm_eps",
     "model.max_seq_len", "model.tie_embeddings", "moe.num_experts", "moe.top_k",
-    "moe.normalize_top_k"};
+    "moe.normalize_top_k", "moe.noisy_gating", "moe.num_shared_experts"};
 constexpr const char* kRunIdentity[] = {
     "optimizer.name",  // the state's slots
     "train.seed",      // the RNG state: data order and jitter
@@ -110,6 +110,17 @@ absl::Status CheckResumable(const switchboard::TrainerState& saved, const TrainC
   compare("model.expert_ffn_dim (0 = ffn_dim)", expert_ffn(old), expert_ffn(config));
   compare("moe.moe_layers / moe.moe_layer_interval (MoE blocks)", MaskText(MoeLayerMask(old)),
           MaskText(MoeLayerMask(config)));
+  auto shared_ffn = [&](const TrainConfig& c) {
+    const int64_t width = c.moe().shared_expert_ffn_dim();
+    return c.moe().num_shared_experts() == 0 ? std::string("-")
+                                             : width > 0 ? absl::StrCat(width) : expert_ffn(c);
+  };
+  compare("moe.shared_expert_ffn_dim (0 = expert width)", shared_ffn(old), shared_ffn(config));
+  auto bias_on = [](const TrainConfig& c) {
+    return std::string(c.moe().aux_free_bias_update_rate() > 0 ? "on" : "off");
+  };
+  compare("auxiliary-loss-free selection bias (moe.aux_free_bias_update_rate > 0)", bias_on(old),
+          bias_on(config));
   for (const char* field : kRunIdentity) compare(field, FieldText(old, field), FieldText(config, field));
   if (old.optimizer().name() == switchboard::OptimizerConfig::ADAFACTOR &&
       config.optimizer().name() == switchboard::OptimizerConfig::ADAFACTOR &&

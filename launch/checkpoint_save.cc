@@ -243,7 +243,7 @@ absl::Status Finalize(const fs::path& root, const fs::path& tmp, const std::stri
                       const CheckpointSaveOptions& options) {
   const std::vector<Parameter*> params = model.Parameters();
   const int64_t experts = model.options().router.num_experts;
-  const std::set<std::string> weights = AllWeightNames(params, experts);
+  const std::set<std::string> weights = AllWeightNames(model.WeightTensors(), experts);
   if (absl::Status s = WriteIndex(tmp, "model", plan.model_shards, kSafetensorsIndexFile, &weights);
       !s.ok()) {
     return s;

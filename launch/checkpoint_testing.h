@@ -18,13 +18,16 @@
 
 namespace sb::testing {
 
-// 3 blocks (dense, MoE, MoE), 4 experts of width 6, top-2, dropless.
+// 3 blocks (dense, MoE, MoE), 4 experts of width 6, top-2, dropless; with a
+// noise weight, a shared expert and a selection bias (routing variants) so
+// that every kind of tensor a model can save is saved and resharded.
 inline TrainConfig SmallConfig(int ep = 1, const std::string& optimizer = "ADAMW") {
   absl::StatusOr<TrainConfig> config = ParseConfigText(
       absl::StrCat("model { vocab_size: 11 d_model: 8 num_layers: 3 num_heads: 2 num_kv_heads: 1 "
                    "ffn_dim: 12 expert_ffn_dim: 6 max_seq_len: 16 }\n"
                    "moe { num_experts: 4 top_k: 2 capacity_factor_train: 0 "
-                   "capacity_factor_eval: 0 moe_layers: [1, 2] }\n"
+                   "capacity_factor_eval: 0 moe_layers: [1, 2] noisy_gating: true "
+                   "num_shared_experts: 1 aux_free_bias_update_rate: 0.01 }\n"
                    "parallel { expert_parallel_size: ",
                    ep, " }\noptimizer { name: ", optimizer,
                    " }\ntrain { steps: 100 micro_batch_size: 2 seq_len: 4 }\n"),
@@ -87,10 +90,10 @@ void ForEachGlobalSlice(const std::string& name, const Tensor& t, int64_t first_
   }
 }
 
-// Visits every weight and optimizer state tensor of a rank by global name.
+// Visits every weight (buffers included) and optimizer state tensor of a rank by global name.
 template <typename Fn>
 void ForEachGlobal(SimRank& r, Fn fn) {
-  for (Parameter* p : r.model->Parameters()) ForEachGlobalSlice(p->name, p->value, r.first_expert, fn);
+  for (Parameter* p : r.model->WeightTensors()) ForEachGlobalSlice(p->name, p->value, r.first_expert, fn);
   for (const auto& [name, t] : r.optimizer->State()) ForEachGlobalSlice(name, t, r.first_expert, fn);
 }
 

@@ -34,6 +34,19 @@ ModelOptions ModelOptionsFromConfig(const TrainConfig& config) {
   o.router.min_capacity = e.min_capacity();
   o.router.aux_loss_coef = e.aux_loss_coef();
   o.router.z_loss_coef = e.z_loss_coef();
+  o.router.routing = e.routing() == switchboard::MoeConfig::EXPERT_CHOICE
+                         ? RoutingMode::kExpertChoice
+                         : RoutingMode::kTokenChoice;
+  o.router.noisy_gating = e.noisy_gating();
+  o.router.balance_loss = e.balance_loss() == switchboard::MoeConfig::CV_IMPORTANCE_LOAD
+                              ? BalanceLoss::kCvImportanceLoad
+                              : BalanceLoss::kSwitch;
+  o.router.random_second_expert = e.second_expert_policy() == switchboard::MoeConfig::RANDOM;
+  o.router.batch_prioritized = e.batch_prioritized_routing();
+  o.router.aux_free_bias_rate = e.aux_free_bias_update_rate();
+  o.router.num_shared_experts = e.num_shared_experts();
+  o.router.shared_expert_ffn_dim = e.shared_expert_ffn_dim();
+  o.router.expert_dropout = e.expert_dropout();
   o.moe_layers = MoeLayerMask(config);
   o.lm_head_chunk_tokens = config.train().lm_head_chunk_tokens();
   o.activation_recompute = config.train().activation_recompute();
@@ -102,10 +115,20 @@ double TrainFlopsPerToken(const ModelOptions& o, int seq_len) {
   const double d = static_cast<double>(o.d_model);
   const double hd = d / o.num_heads;
   const double attn = d * hd * (2.0 * o.num_heads + 2.0 * o.num_kv_heads);
+  // Expert choice runs E * C = capacity_factor_train * k * T expert rows on
+  // T tokens: capacity_factor_train * k experts per token on average.
+  const double experts_per_token =
+      o.router.expert_choice() ? o.router.top_k * o.router.capacity_factor_train : o.router.top_k;
+  const double shared_width =
+      o.router.num_shared_experts * static_cast<double>(o.router.shared_expert_ffn_dim > 0
+                                                            ? o.router.shared_expert_ffn_dim
+                                                            : o.expert_ffn_dim);
+  const double router_matrices = o.router.noisy_gating ? 2.0 : 1.0;  // + W_noise
   double active = 0.0;
   for (bool is_moe : o.moe_layers) {
     active += attn;
-    active += is_moe ? o.router.top_k * 3.0 * d * o.expert_ffn_dim + d * o.router.num_experts
+    active += is_moe ? experts_per_token * 3.0 * d * o.expert_ffn_dim +
+                           3.0 * d * shared_width + router_matrices * d * o.router.num_experts
                      : 3.0 * d * o.ffn_dim;
   }
   active += d * o.vocab_size;  // LM head (the embedding lookup is free)

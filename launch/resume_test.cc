@@ -38,15 +38,43 @@ class Resume : public testing::TrainerTest {
       out->state.append(static_cast<const char*>(tensor.raw()), tensor.nbytes());
     return s;
   }
+
+  // 8 steps in one go against 4, a save, a resume in a fresh trainer and 4 more.
+  void ExpectResumeIsBitwise(const TrainConfig& config);
 };
 
-TEST_F(Resume, KStepsSaveResumeKStepsIsBitwiseIdenticalToTwoK) {
+TEST_F(Resume, KStepsSaveResumeKStepsIsBitwiseIdenticalToTwoK) { ExpectResumeIsBitwise(config_); }
+
+// Routing variants: their random draws are keyed by (seed, step, micro-batch,
+// layer, token) and the auxiliary-loss-free selection bias is saved with the
+// weights, so a resumed run continues bit for bit.
+TEST_F(Resume, TokenChoiceVariantsWithSelectionBiasResumeBitwise) {
+  TrainConfig config = config_;
+  auto* moe = config.mutable_moe();
+  moe->set_noisy_gating(true);
+  moe->set_balance_loss(switchboard::MoeConfig::CV_IMPORTANCE_LOAD);
+  moe->set_second_expert_policy(switchboard::MoeConfig::RANDOM);
+  moe->set_batch_prioritized_routing(true);
+  moe->set_aux_free_bias_update_rate(0.01);
+  moe->set_expert_dropout(0.2);
+  ExpectResumeIsBitwise(config);
+}
+
+TEST_F(Resume, ExpertChoiceWithSharedExpertsResumesBitwise) {
+  TrainConfig config = config_;
+  config.mutable_moe()->set_routing(switchboard::MoeConfig::EXPERT_CHOICE);
+  config.mutable_moe()->set_num_shared_experts(2);
+  config.mutable_moe()->set_expert_dropout(0.2);
+  ExpectResumeIsBitwise(config);
+}
+
+void Resume::ExpectResumeIsBitwise(const TrainConfig& config) {
   Outcome whole, resumed;
-  auto a = Make("a", config_);
+  auto a = Make("a", config);
   ASSERT_TRUE(RunAll(*a, &whole).ok());
   ASSERT_EQ(whole.steps.size(), 8u);
 
-  auto b = Make("b", config_);  // a fresh trainer, as in a new process
+  auto b = Make("b", config);  // a fresh trainer, as in a new process
   ASSERT_TRUE(b->ResumeFrom(Ckpt("a", 4)).ok());
   EXPECT_EQ(b->start_step(), 4);
   ASSERT_TRUE(RunAll(*b, &resumed).ok());
@@ -54,6 +82,12 @@ TEST_F(Resume, KStepsSaveResumeKStepsIsBitwiseIdenticalToTwoK) {
   for (int64_t step = 4; step < 8; ++step) {
     EXPECT_EQ(resumed.steps[step].loss, whole.steps[step].loss) << "step " << step;
     EXPECT_EQ(resumed.steps[step].grad_norm, whole.steps[step].grad_norm) << "step " << step;
+    EXPECT_EQ(resumed.steps[step].load_imbalance, whole.steps[step].load_imbalance) << step;
+    EXPECT_EQ(resumed.steps[step].selection_bias_abs_max, whole.steps[step].selection_bias_abs_max)
+        << "step " << step;
+  }
+  if (config.moe().aux_free_bias_update_rate() > 0) {
+    EXPECT_GT(whole.steps[7].selection_bias_abs_max, 0.0) << "the selection bias never moved";
   }
   EXPECT_TRUE(resumed.weights == whole.weights) << "final parameters differ";
   EXPECT_TRUE(resumed.state == whole.state) << "final optimizer state differs";

@@ -297,6 +297,7 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   if (dispatcher_) dispatcher_->ResetStats();
   StepMetrics m;
   model_->ZeroGrad();
+  std::vector<double> load;  // routed choices per expert of the step (Model::RoutedCounts layout)
   // Every micro-batch is read before the first forward pass and the ranks
   // agree, so that bad data on one rank stops all of them at this step
   // instead of leaving the others waiting in the dispatch.
@@ -331,6 +332,9 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
     m.z_loss += r.z_loss / accum;
     m.dropped_fraction += r.dropped_fraction / accum;
     m.tokens += r.tokens;
+    const std::vector<double> counts = model_->RoutedCounts();
+    load.resize(counts.size(), 0.0);
+    for (size_t i = 0; i < counts.size(); ++i) load[i] += counts[i];
     double entropy = 0;
     int layers = 0;
     for (MoeLayer* moe : model_->MoeLayers()) {
@@ -351,10 +355,15 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   if (gradient_hook_) gradient_hook_(step, *model_);
   const double synced = Now();
   m.times.grad_sync = synced - backward_done;
-  // Every rank ran `accum` equal micro-batches: the world mean is the mean of the rank means.
-  const std::vector<double> sums = AllReduceSum(
-      grid_->world(), {m.loss, m.aux_loss, m.z_loss, m.dropped_fraction, m.router_entropy,
-                       static_cast<double>(m.tokens)});
+  // Every rank ran `accum` equal micro-batches: the world mean is the mean of
+  // the rank means. The step's expert load rides along in the same all-reduce.
+  std::vector<double> local = {m.loss, m.aux_loss, m.z_loss, m.dropped_fraction,
+                               m.router_entropy, static_cast<double>(m.tokens)};
+  const size_t num_metrics = local.size();
+  local.insert(local.end(), load.begin(), load.end());
+  const std::vector<double> sums = AllReduceSum(grid_->world(), local);
+  load.assign(sums.begin() + num_metrics, sums.end());
+  m.load_imbalance = MeanLoadImbalance(load, model_options_.router.num_experts);
   m.loss = sums[0] / world;
   m.aux_loss = sums[1] / world;
   m.z_loss = sums[2] / world;
@@ -376,6 +385,9 @@ absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
   ClipGradients(params, m.grad_norm, config_.optimizer().grad_clip());
   optimizer_->Step(m.lr);
   model_->RefreshComputeCopies();  // bf16 copies of the new master weights
+  // Auxiliary-loss-free balancing: the biases follow the step's global load.
+  model_->UpdateSelectionBiases(load);
+  m.selection_bias_abs_max = SelectionBiasAbsMax(*model_);
   const double end = Now();
   m.times.optimizer = end - synced;
   m.times.total = end - start;
@@ -488,6 +500,8 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
   rec.Add("step", step + 1).Add("loss", m.loss).Add("aux_loss", m.aux_loss).Add("z_loss", m.z_loss);
   rec.Add("lr", m.lr).Add("grad_norm", m.grad_norm).Add("tokens_per_s", tokens_per_s);
   rec.Add("dropped_frac", m.dropped_fraction).Add("router_entropy", m.router_entropy);
+  rec.Add("load_imbalance", m.load_imbalance);
+  if (!model_->Buffers().empty()) rec.Add("selection_bias_abs_max", m.selection_bias_abs_max);
   rec.Add("elapsed_s", elapsed);
   // Mean step time by phase on rank 0 (docs/parallel.md, "Step-time breakdown").
   rec.Add("step_s", m.times.total).Add("compute_s", m.times.compute);
@@ -549,6 +563,7 @@ absl::Status Trainer::Run() {
       interval_.z_loss += m->z_loss;
       interval_.dropped_fraction += m->dropped_fraction;
       interval_.router_entropy += m->router_entropy;
+      interval_.load_imbalance += m->load_imbalance;
       interval_.times.total += m->times.total;
       interval_.times.compute += m->times.compute;
       interval_.times.dispatch += m->times.dispatch;
@@ -575,6 +590,7 @@ absl::Status Trainer::Run() {
       mean.z_loss = interval_.z_loss / n;
       mean.dropped_fraction = interval_.dropped_fraction / n;
       mean.router_entropy = interval_.router_entropy / n;
+      mean.load_imbalance = interval_.load_imbalance / n;
       mean.times = interval_.times;
       for (double* t : {&mean.times.total, &mean.times.compute, &mean.times.dispatch,
                         &mean.times.combine, &mean.times.grad_sync, &mean.times.optimizer}) {

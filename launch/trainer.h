@@ -54,6 +54,11 @@ struct StepTimes {
 struct StepMetrics {
   double loss = 0, aux_loss = 0, z_loss = 0, dropped_fraction = 0, router_entropy = 0;
   double grad_norm = 0, lr = 0;
+  // Mean over MoE layers of max_e load_e / mean_e load_e, load = routed
+  // choices of the step over all ranks (1 = balanced; expert choice: 1).
+  double load_imbalance = 0;
+  // Largest |auxiliary-loss-free selection bias| after the step (0 when off).
+  double selection_bias_abs_max = 0;
   int64_t tokens = 0;  // over all ranks
   StepTimes times;
   // Loss or gradient norm was not finite: no update was made, the gradients

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <string>
 
 #include "moe/layers/dense_ffn.h"
@@ -65,6 +66,47 @@ std::vector<Parameter*> Model::Parameters() {
   params.push_back(&final_norm_.weight);
   if (lm_head_) params.push_back(lm_head_.get());
   return params;
+}
+
+std::vector<Parameter*> Model::Buffers() {
+  std::vector<Parameter*> buffers;
+  for (MoeLayer* moe : MoeLayers())
+    for (Parameter* b : moe->router().Buffers()) buffers.push_back(b);
+  return buffers;
+}
+
+std::vector<Parameter*> Model::WeightTensors() {
+  std::vector<Parameter*> all = Parameters();
+  for (Parameter* b : Buffers()) all.push_back(b);
+  return all;
+}
+
+std::vector<double> Model::RoutedCounts() {
+  std::vector<double> counts;
+  for (MoeLayer* moe : MoeLayers())
+    for (int64_t c : moe->stats().routed) counts.push_back(static_cast<double>(c));
+  return counts;
+}
+
+void Model::UpdateSelectionBiases(const std::vector<double>& step_load) {
+  const int E = options_.router.num_experts;
+  const std::vector<MoeLayer*> layers = MoeLayers();
+  SB_CHECK_EQ(step_load.size(), layers.size() * E) << "one load per expert of every MoE layer";
+  for (size_t i = 0; i < layers.size(); ++i) layers[i]->router().UpdateSelectionBias(&step_load[i * E]);
+}
+
+double MeanLoadImbalance(const std::vector<double>& load, int num_experts) {
+  const size_t layers = load.size() / num_experts;
+  double sum = 0;
+  for (size_t i = 0; i < layers; ++i) sum += LoadMaxOverMean(&load[i * num_experts], num_experts);
+  return layers ? sum / layers : 0.0;
+}
+
+double SelectionBiasAbsMax(Model& model) {
+  double most = 0;
+  for (Parameter* b : model.Buffers())
+    for (double v : b->value.ToDoubles()) most = std::max(most, std::abs(v));
+  return most;
 }
 
 std::vector<MoeLayer*> Model::MoeLayers() {

@@ -90,8 +90,21 @@ class Model {
   // [T, V] logits of the last Forward (AccumDType), computed on first use
   // (training never materialises them); valid until the next Forward.
   const Tensor& logits();
+  // Trainable tensors (what the optimizer, clipping and gradient sync see).
   std::vector<Parameter*> Parameters();
+  // Non-trainable state saved with the weights: the auxiliary-loss-free
+  // selection biases (replicated on every rank; their grad is unused).
+  std::vector<Parameter*> Buffers();
+  // Parameters() then Buffers(): every tensor of a weights file.
+  std::vector<Parameter*> WeightTensors();
   std::vector<MoeLayer*> MoeLayers();
+  // Routed choices per expert of the last Forward, MoE layers concatenated
+  // ([num MoE layers * E], block order).
+  std::vector<double> RoutedCounts();
+  // Auxiliary-loss-free balancing after an optimizer step: each MoE layer's
+  // selection bias moves by its load, `step_load` laid out as RoutedCounts()
+  // and summed over the step's micro-batches and ranks. No-op when off.
+  void UpdateSelectionBiases(const std::vector<double>& step_load);
   int64_t NumParameters(bool count_all_experts = true) const;
 
  private:
@@ -117,5 +130,11 @@ class Model {
   ScratchTensor ids_device_, targets_device_, logits_buf_, losses_, dhidden_buf_, dhead_buf_;
   BackwardObserver backward_observer_;
 };
+
+// Mean over MoE layers of LoadMaxOverMean, `load` laid out as
+// Model::RoutedCounts() (0 without MoE layers).
+double MeanLoadImbalance(const std::vector<double>& load, int num_experts);
+// Largest |selection bias| of the model's MoE layers (0 when none has one).
+double SelectionBiasAbsMax(Model& model);
 
 }  // namespace sb

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "moe/layers/experts.h"
+#include "moe/layers/dense_ffn.h"
 #include "moe/ops/ops.h"
 #include "tests/testing/grad_check.h"
 #include "tests/testing/small_model.h"
@@ -26,7 +27,7 @@ ModelOptions SmallOptions(bool tie) {
   return o;
 }
 
-void CheckModel(const ModelOptions& o) {
+void CheckModel(const ModelOptions& o, const testing::GradCheckOptions& opt = {}) {
   Model model(o, nullptr, DType::kF64, Device::kCpu);
   model.InitWeights(3);
   const int B = 2, S = 5;
@@ -49,7 +50,7 @@ void CheckModel(const ModelOptions& o) {
   for (Parameter* p : model.Parameters()) {
     Tensor analytic = Tensor::Empty(p->grad.shape(), DType::kF64);
     ops::Copy(p->grad, analytic);
-    testing::ExpectGradientMatches(p->name, p->value, analytic, loss);
+    testing::ExpectGradientMatches(p->name, p->value, analytic, loss, opt);
   }
 }
 
@@ -95,6 +96,33 @@ TEST(Model, RecomputeAndChunkingAreBitwiseInvisible) {
   const std::vector<double> chunked = run(false, 5);
   ASSERT_EQ(chunked.size(), plain.size());
   for (size_t i = 0; i < plain.size(); ++i) EXPECT_NEAR(chunked[i], plain[i], 1e-5 * (1 + std::abs(plain[i])));
+}
+
+// Routing variants through the whole model: expert choice with shared experts
+// and expert dropout; noisy gating with the CV loss, GShard's random second
+// expert and batch priority.
+TEST(ModelGradCheck, ExpertChoiceSharedExpertsDropout) {
+  ModelOptions o = SmallOptions(false);
+  o.router.routing = RoutingMode::kExpertChoice;
+  o.router.capacity_factor_train = 0.25;  // C = 2: 8 slots for 10 tokens
+  o.router.num_shared_experts = 1;
+  o.router.expert_dropout = 0.2;
+  // Experts scaled by 1 / (1 - 0.2) on init_std 0.5 weights make the loss
+  // sharper: at eps = 1e-5 the truncation error (eps^2 / 6 times the third
+  // derivative) reaches the 1e-6 tolerance on a few elements; at 2e-6 it is
+  // 25x smaller while rounding (1e-15 |L| / eps) stays ~3e-9.
+  testing::GradCheckOptions opt;
+  opt.eps = 2e-6;
+  CheckModel(o, opt);
+}
+
+TEST(ModelGradCheck, NoisyCvLossRandomSecondExpertBatchPriority) {
+  ModelOptions o = SmallOptions(true);
+  o.router.noisy_gating = true;
+  o.router.balance_loss = BalanceLoss::kCvImportanceLoad;
+  o.router.random_second_expert = true;
+  o.router.batch_prioritized = true;
+  CheckModel(o);
 }
 
 TEST(Model, ParameterCountsAndNames) {
@@ -168,6 +196,25 @@ TEST(Experts, PaddedRowsEqualPackedRows) {
   EXPECT_EQ(run(3), packed);  // a bound below some expert's rows: not padded
 }
 
+// SwiGLU expert `e` of a [E, F, D] / [E, D, F] stack (or a plain MLP with
+// e = 0) on token t of x [T, D], computed directly in f64: out [D].
+std::vector<double> NaiveSwiglu(const std::vector<double>& X, int64_t t, int64_t D, int64_t F,
+                                const std::vector<double>& W1, const std::vector<double>& W3,
+                                const std::vector<double>& W2, int64_t e) {
+  std::vector<double> h(F), out(D, 0.0);
+  for (int64_t f = 0; f < F; ++f) {
+    double a = 0, b = 0;
+    for (int64_t d = 0; d < D; ++d) {
+      a += W1[(e * F + f) * D + d] * X[t * D + d];
+      b += W3[(e * F + f) * D + d] * X[t * D + d];
+    }
+    h[f] = a / (1 + std::exp(-a)) * b;
+  }
+  for (int64_t d = 0; d < D; ++d)
+    for (int64_t f = 0; f < F; ++f) out[d] += W2[(e * D + d) * F + f] * h[f];
+  return out;
+}
+
 // y_t = sum_r gate_tr * SwiGLU_{e_tr}(x_t), computed directly, equals the
 // permute / dispatch / combine path when nothing is dropped.
 TEST(MoeLayer, DroplessEqualsNaiveMixture) {
@@ -192,20 +239,54 @@ TEST(MoeLayer, DroplessEqualsNaiveMixture) {
   for (int64_t t = 0; t < T; ++t) {
     for (int r = 0; r < o.top_k; ++r) {
       const int e = static_cast<int>(ids[t * o.top_k + r]);
-      std::vector<double> h(F);
-      for (int64_t f = 0; f < F; ++f) {
-        double a = 0, b = 0;
-        for (int64_t d = 0; d < D; ++d) {
-          a += W1[(e * F + f) * D + d] * X[t * D + d];
-          b += W3[(e * F + f) * D + d] * X[t * D + d];
-        }
-        h[f] = a / (1 + std::exp(-a)) * b;
-      }
-      for (int64_t d = 0; d < D; ++d) {
-        double out = 0;
-        for (int64_t f = 0; f < F; ++f) out += W2[(e * D + d) * F + f] * h[f];
-        naive.data<double>()[t * D + d] += G[t * o.top_k + r] * out;
-      }
+      const std::vector<double> out = NaiveSwiglu(X, t, D, F, W1, W3, W2, e);
+      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += G[t * o.top_k + r] * out[d];
+    }
+  }
+  SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);
+}
+
+// Expert choice with shared experts: y_t = shared(x_t) + sum over the
+// experts e that took t of probs[t, e] * SwiGLU_e(x_t), computed directly.
+TEST(MoeLayer, ExpertChoiceWithSharedExpertEqualsNaiveMixture) {
+  RouterOptions o;
+  o.num_experts = 4;
+  o.top_k = 2;
+  o.routing = RoutingMode::kExpertChoice;
+  o.capacity_factor_train = 0.5;  // C = ceil(0.5 * 2 * 13 / 4) = 4 of 13 tokens
+  o.min_capacity = 1;
+  o.num_shared_experts = 2;
+  LocalDispatcher dispatcher;
+  const int64_t D = 6, F = 4, T = 13, E = 4, C = 4;
+  MoeLayer moe("m.", 0, D, F, o, &dispatcher, DType::kF64, Device::kCpu);
+  for (Parameter* p : moe.Parameters()) testing::FillRandom(p->value, HashName(p->name), 0.8);
+  Tensor x = testing::RandomTensor({T, D}, 22);
+  Tensor y = moe.Forward(x, StepContext{});
+  Tensor logits = Tensor::Empty({T, E}, DType::kF64), p = Tensor::Empty({T, E}, DType::kF64);
+  ops::Gemm(x, false, moe.router().weight.value, true, logits);
+  ops::SoftmaxForward(logits, p, Tensor::Empty({T}, DType::kF64));
+  const std::vector<double> X = x.ToDoubles(), probs = p.ToDoubles();
+  const DenseFfn& shared = *moe.shared_experts();
+  Tensor naive = Tensor::Zeros({T, D}, DType::kF64);
+  for (int64_t t = 0; t < T; ++t) {
+    const std::vector<double> out =
+        NaiveSwiglu(X, t, D, 2 * F, shared.gate_proj.value.ToDoubles(),
+                    shared.up_proj.value.ToDoubles(), shared.down_proj.value.ToDoubles(), 0);
+    for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += out[d];
+  }
+  const std::vector<double> W1 = moe.experts().w1.value.ToDoubles();
+  const std::vector<double> W3 = moe.experts().w3.value.ToDoubles();
+  const std::vector<double> W2 = moe.experts().w2.value.ToDoubles();
+  for (int64_t e = 0; e < E; ++e) {
+    // The C tokens with the largest probs[:, e] (random data: no ties).
+    std::vector<int64_t> order(T);
+    for (int64_t t = 0; t < T; ++t) order[t] = t;
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return probs[a * E + e] > probs[b * E + e]; });
+    for (int64_t r = 0; r < C; ++r) {
+      const int64_t t = order[r];
+      const std::vector<double> out = NaiveSwiglu(X, t, D, F, W1, W3, W2, e);
+      for (int64_t d = 0; d < D; ++d) naive.data<double>()[t * D + d] += probs[t * E + e] * out[d];
     }
   }
   SB_EXPECT_TENSOR_NEAR(y, naive, 1e-12);

@@ -23,10 +23,14 @@ expect_fail() {
   fi
 }
 
-golden=$src/tests/golden/mixtral_top2_dropless
+# forward reproduces golden losses: Mixtral, and two routing variants whose
+# evaluation-mode forward draws nothing at random (expert choice with a shared
+# expert; shared experts with a selection bias read from the weights file).
+for case in expert_choice_shared deepseek_shared_aux_free mixtral_top2_dropless; do
+golden=$src/tests/golden/$case
 "$bin" forward --config "$golden.textproto" --weights "${golden}_weights.safetensors" \
   --tokens "${golden}_golden.safetensors" --out "$tmp/fw.safetensors" --dtype f64 >/dev/null || {
-  echo "FAIL: forward on the mixtral golden"; failures=$((failures + 1)); }
+  echo "FAIL: forward on the $case golden"; failures=$((failures + 1)); }
 # Compare the written loss with the golden one (safetensors parsed with the stdlib).
 python3 - "$tmp/fw.safetensors" "${golden}_golden.safetensors" <<'PY' || failures=$((failures + 1))
 import json, struct, sys
@@ -39,8 +43,9 @@ def read(path, name):
         return struct.unpack("<d", f.read(end - begin))[0]
 ours, ref = read(sys.argv[1], "loss"), read(sys.argv[2], "loss")
 if abs(ours - ref) > 1e-10 * abs(ref):
-    sys.exit(f"FAIL: forward loss {ours} vs golden {ref}")
+    sys.exit(f"FAIL: forward loss {ours} vs golden {ref} ({sys.argv[2]})")
 PY
+done
 
 # --help of every command: usage on stdout, exit 0, nothing on stderr.
 for cmd in "" train prepare-data forward; do
@@ -187,6 +192,10 @@ expect_fail 2 "no checkpoint to resume from" "$bin" train "${tiny[@]}" --run_dir
 expect_fail 2 "model.d_model = 32 in the checkpoint, 64" "$bin" train "${tiny[@]}" --set model.d_model=64 \
   --run_dir "$tmp/ck_a" --resume
 expect_fail 2 "optimizer.name" "$bin" train "${tiny[@]}" --set optimizer.name=ADAFACTOR --run_dir "$tmp/ck_a" --resume
+expect_fail 2 "moe.num_shared_experts = 0 in the checkpoint, 1" "$bin" train "${tiny[@]}" \
+  --set moe.num_shared_experts=1 --run_dir "$tmp/ck_a" --resume
+expect_fail 2 "selection bias (moe.aux_free_bias_update_rate > 0) = off in the checkpoint, on" \
+  "$bin" train "${tiny[@]}" --set moe.aux_free_bias_update_rate=0.001 --run_dir "$tmp/ck_a" --resume
 head -c 300 "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors" >"$tmp/cut"
 mv "$tmp/cut" "$tmp/ck_b/checkpoints/step_4/model-00001-of-00001.safetensors"
 expect_fail 2 "model-00001-of-00001.safetensors" "$bin" train "${tiny[@]}" --set train.steps=6 \
@@ -195,6 +204,27 @@ echo step_77 >"$tmp/ck_b/checkpoints/latest"
 expect_fail 2 "names step_77" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_b" --resume
 expect_fail 1 "steps in a row had a non-finite loss" "$bin" train "${tiny[@]}" --set optimizer.lr=1e30 \
   --set checkpoint.max_nonfinite_steps=2 --run_dir "$tmp/ck_nan"
+
+# Every routing variant trains from the command line (docs/routing_variants.md)
+# and logs the step's load imbalance (and the selection bias when it has one).
+variant=0
+for sets in "moe.noisy_gating=true moe.balance_loss=CV_IMPORTANCE_LOAD" \
+            "moe.second_expert_policy=RANDOM" "moe.batch_prioritized_routing=true" \
+            "moe.routing=EXPERT_CHOICE" "moe.num_shared_experts=2 model.expert_ffn_dim=16" \
+            "moe.aux_free_bias_update_rate=0.001" "moe.expert_dropout=0.25"; do
+  variant=$((variant + 1))
+  args=()
+  for s in $sets; do args+=(--set "$s"); done
+  "$bin" train "${tiny[@]}" "${args[@]}" --set checkpoint.every_steps=0 \
+    --run_dir "$tmp/variant_$variant" >"$tmp/out" 2>&1 || {
+    echo "FAIL: train with $sets"; cat "$tmp/out"; failures=$((failures + 1)); continue; }
+  grep -q '"load_imbalance": ' "$tmp/variant_$variant/metrics.jsonl" || {
+    echo "FAIL: $sets: no load_imbalance in metrics.jsonl"; failures=$((failures + 1)); }
+done
+grep -q '"selection_bias_abs_max": 0.00' "$tmp/variant_6/metrics.jsonl" || {
+  echo "FAIL: the aux-free run logs no selection_bias_abs_max"; failures=$((failures + 1)); }
+expect_fail 2 "moe.second_expert_policy = RANDOM needs moe.top_k = 2" "$bin" train "${tiny[@]}" \
+  --set moe.second_expert_policy=RANDOM --set moe.top_k=1 --run_dir "$tmp/variant_bad"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures CLI checks failed"

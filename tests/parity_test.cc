@@ -92,7 +92,9 @@ class Parity : public ::testing::TestWithParam<Case> {
 };
 
 TEST_P(Parity, ForwardLossesRouterAndGradients) {
-  StepContext ctx;  // training mode, no jitter in the goldens
+  // Training mode, no jitter in the goldens; the routing variants' draws
+  // are keyed by (train.seed, step 0, micro-batch 0, layer).
+  const StepContext ctx{true, config_.train().seed(), 0, 0};
   model_->ZeroGrad();
   const ForwardResult r = model_->Forward(inputs_, targets_, ctx);
   ExpectClose("logits", model_->logits(), Golden("logits"));
@@ -150,15 +152,25 @@ TEST_P(Parity, OptimizerStepLosses) {
         tg.data<int32_t>()[b * S + s] = static_cast<int32_t>(ids[(k * B + b) * (S + 1) + s + 1]);
       }
     model_->ZeroGrad();
-    ours.push_back(model_->Forward(in, tg, StepContext{true, 0, k, 0}).total_loss);
+    ours.push_back(
+        model_->Forward(in, tg, StepContext{true, config_.train().seed(), k, 0}).total_loss);
     model_->Backward(1.0);
     const double norm = std::sqrt(GradSquaredNorm(model_->Parameters()));
     our_norms.push_back(norm);
     ClipGradients(model_->Parameters(), norm, config_.optimizer().grad_clip());
     optimizer->Step(LearningRate(config_.schedule(), config_.optimizer().lr(), k, config_.train().steps()));
+    model_->UpdateSelectionBiases(model_->RoutedCounts());  // one micro-batch per step
   }
   ExpectClose("step_losses", Tensor::FromVector(ours, {K}), losses);
   ExpectClose("step_grad_norms", Tensor::FromVector(our_norms, {K}), norms);
+  // Auxiliary-loss-free selection biases after the K updates.
+  for (Parameter* b : model_->Buffers()) ExpectClose("final." + b->name, b->value, Golden("final." + b->name));
+  for (const std::string& name : golden_->names()) {
+    if (name.rfind("final.", 0) != 0) continue;
+    bool found = false;
+    for (Parameter* b : model_->Buffers()) found |= "final." + b->name == name;
+    EXPECT_TRUE(found) << name << " has no buffer in the model";
+  }
   std::printf("[parity] %s %s: %lld AdamW steps, max error relative to reference scale %.3g\n",
               GetParam().name.c_str(), DTypeName(GetParam().dtype), static_cast<long long>(K), max_rel_);
 }
@@ -166,7 +178,8 @@ TEST_P(Parity, OptimizerStepLosses) {
 std::vector<Case> AllCases() {
   std::vector<Case> cases;
   for (const char* name : {"llama_dense_gqa", "mixtral_top2_dropless", "switch_top1_capacity",
-                           "interleaved_tied_top2"}) {
+                           "interleaved_tied_top2", "noisy_top2_cv_bpr", "gshard_random_top2_dropout",
+                           "expert_choice_shared", "deepseek_shared_aux_free"}) {
     cases.push_back({name, DType::kF64});
     cases.push_back({name, DType::kF32});
   }

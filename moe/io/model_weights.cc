@@ -18,7 +18,7 @@ constexpr size_t kShown = 8;
 std::set<std::string> NamesOfAnyLayout(Model& model) {
   std::set<std::string> names;
   const int64_t num_experts = model.options().router.num_experts;
-  for (Parameter* p : model.Parameters()) {
+  for (Parameter* p : model.WeightTensors()) {
     if (!p->is_expert()) {
       names.insert(p->name);
       continue;
@@ -35,7 +35,7 @@ std::set<std::string> NamesOfAnyLayout(Model& model) {
 std::vector<std::pair<std::string, Tensor>> NamedModelWeights(Model& model,
                                                               WeightSelection selection) {
   std::vector<std::pair<std::string, Tensor>> out;
-  for (Parameter* p : model.Parameters()) {
+  for (Parameter* p : model.WeightTensors()) {
     if (!p->is_expert()) {
       if (selection != WeightSelection::kExperts) out.emplace_back(p->name, p->value);
       continue;

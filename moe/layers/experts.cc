@@ -14,12 +14,14 @@ Experts::Experts(const std::string& prefix, int64_t num_local, int64_t first_exp
                        {num_local, d_model, ffn_dim}, dtype, device, first_expert)) {}
 
 Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert,
-                        int64_t pad_rows) {
+                        int64_t pad_rows, const Tensor& dropout_keys, double dropout_rate) {
   const int64_t num_local = w1.value.dim(0);
   SB_CHECK_EQ(static_cast<int64_t>(rows_per_expert.size()), num_local);
   const DType dt = x.dtype();
   const Device dev = x.device();
   rows_ = rows_per_expert;
+  dropout_keys_ = dropout_keys;
+  dropout_rate_ = dropout_rate;
   padded_ = false;
   if (pad_rows > 0 && num_local <= 256) {  // (PaddedRowIndex's GPU limit)
     bool fits = true;
@@ -40,6 +42,12 @@ Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_ex
   x_ = x_pad_.Get({num_local * pad_rows, x.dim(1)}, dt, dev);
   ops::Fill(x_, 0.0);
   ops::ScatterAddRows(x, pad_index_, x_);
+  if (dropout_keys_.defined()) {  // padding rows get key 0 (their act is 0 anyway)
+    Tensor keys = keys_pad_.Get({x_.dim(0), dropout_keys.dim(1)}, dropout_keys.dtype(), dev);
+    ops::Fill(keys, 0.0);
+    ops::ScatterAddRows(dropout_keys, pad_index_, keys);
+    dropout_keys_ = keys;
+  }
   Tensor y_pad = y_pad_.Get(x_.shape(), dt, dev);
   RunForward(x_, y_pad);
   Tensor y = y_.Get(x.shape(), dt, dev);
@@ -57,6 +65,7 @@ void Experts::RunForward(const Tensor& x, const Tensor& y) {
   ops::GroupedGemm(x, false, w1.compute(), true, gate, rows_);
   ops::GroupedGemm(x, false, w3.compute(), true, up, rows_);
   ops::SwigluForward(gate, up, act);
+  if (dropout_keys_.defined()) ops::KeyedDropout(dropout_keys_, dropout_rate_, act);
   ops::GroupedGemm(act, false, w2.compute(), true, y, rows_);
 }
 
@@ -77,6 +86,8 @@ Tensor Experts::Backward(const Tensor& dy_rows) {
   const Tensor& dact = dup;
   ops::GroupedGemm(dy, false, w2.compute(), false, dact, rows_);
   ops::GroupedGemm(dy, true, act, false, w2.grad, rows_, 1.0, 1.0);
+  // act = mask * silu(gate) * up: the same mask scales the gradient.
+  if (dropout_keys_.defined()) ops::KeyedDropout(dropout_keys_, dropout_rate_, dact);
   ops::SwigluBackward(gate, up, dact, dgate, dup);
   ops::GroupedGemm(dgate, true, x_, false, w1.grad, rows_, 1.0, 1.0);
   ops::GroupedGemm(dup, true, x_, false, w3.grad, rows_, 1.0, 1.0);

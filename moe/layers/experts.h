@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "moe/core/parameter.h"
+#include "moe/layers/swiglu_mlp.h"
 
 namespace sb {
 
@@ -19,8 +20,11 @@ class Experts {
   // pad_rows > 0 (a fixed capacity bound on every expert's rows): the
   // experts run on rows padded to pad_rows each, so that their GEMMs are
   // strided-batched (equal sizes) instead of grouped; the result is the same.
+  // dropout_keys [N, 4] (ops::ExpertRowKeys, dispatched with the rows) turn
+  // on expert dropout with dropout_rate; undefined: none.
   Tensor Forward(const Tensor& x, const std::vector<int64_t>& rows_per_expert,
-                 int64_t pad_rows = 0);
+                 int64_t pad_rows = 0, const Tensor& dropout_keys = Tensor(),
+                 double dropout_rate = 0.0);
   // dy [N, D] -> dx [N, D]; weight grads +=.
   Tensor Backward(const Tensor& dy);
 
@@ -36,8 +40,10 @@ class Experts {
   std::vector<int64_t> rows_;  // their groups
   bool padded_ = false;
   Tensor pad_index_;           // [N] i32: row m's padded row
+  Tensor dropout_keys_;        // [rows of x_, 4] or undefined (no dropout)
+  double dropout_rate_ = 0.0;
   ScratchTensor gate_, up_, act_, y_, dx_, dgate_, dup_;
-  ScratchTensor pad_index_buf_, x_pad_, y_pad_, dy_pad_, dx_rows_;
+  ScratchTensor pad_index_buf_, x_pad_, y_pad_, dy_pad_, dx_rows_, keys_pad_;
 };
 
 }  // namespace sb

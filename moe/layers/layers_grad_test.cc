@@ -86,10 +86,13 @@ TEST(GradCheck, DenseFfn) {
 }
 
 // An MoE layer's loss includes its router losses: L = sum(y R) + s (a aux + c z).
-void CheckMoe(const std::string& what, const RouterOptions& o, const StepContext& ctx) {
+// `setup` may change the layer after its random init (a selection bias).
+void CheckMoe(const std::string& what, const RouterOptions& o, const StepContext& ctx,
+              const std::function<void(MoeLayer&)>& setup = nullptr) {
   LocalDispatcher dispatcher;
   MoeLayer moe("moe.", 0, 6, 5, o, &dispatcher, DType::kF64, Device::kCpu);
   Randomize(moe.Parameters(), 12, 0.7);
+  if (setup) setup(moe);
   Tensor x = RandomTensor({9, 6}, 13), r = RandomTensor({9, 6}, 14);
   const double scale = 0.5;
   auto loss = [&] {
@@ -132,6 +135,56 @@ TEST(GradCheck, MoeTop2RawWithDrops) {
 
 TEST(GradCheck, MoeTop2RenormalisedWithDrops) {
   CheckMoe("moe top2 renorm cf0.6", MoeOptions(2, true, 0.6, 0.0), StepContext{});
+}
+
+// Routing variants (docs/moe_semantics.md, "Routing variants"): the random
+// draws are keyed by the context, so every loss() call draws the same ones.
+StepContext VariantContext() {
+  StepContext ctx;
+  ctx.seed = 21;
+  ctx.step = 3;
+  ctx.micro_batch = 2;
+  return ctx;
+}
+
+TEST(GradCheck, MoeNoisyTopKWithCvLossAndDrops) {
+  RouterOptions o = MoeOptions(2, true, 0.75, 0.0);
+  o.noisy_gating = true;
+  o.balance_loss = BalanceLoss::kCvImportanceLoad;
+  CheckMoe("moe noisy top2 cv-loss cf0.75", o, VariantContext());
+}
+
+TEST(GradCheck, MoeNoisyTop1SwitchLossWithJitter) {
+  RouterOptions o = MoeOptions(1, false, 0.0, 0.1);
+  o.noisy_gating = true;
+  CheckMoe("moe noisy top1 switch-loss jitter", o, VariantContext());
+}
+
+TEST(GradCheck, MoeRandomSecondExpertBatchPrioritizedWithDrops) {
+  RouterOptions o = MoeOptions(2, false, 0.6, 0.0);
+  o.random_second_expert = true;
+  o.batch_prioritized = true;
+  CheckMoe("moe gshard-random bpr cf0.6", o, VariantContext());
+}
+
+TEST(GradCheck, MoeExpertChoiceNoisy) {
+  RouterOptions o = MoeOptions(2, false, 0.25, 0.0);  // C = 2: 8 slots for 9 tokens
+  o.routing = RoutingMode::kExpertChoice;
+  o.noisy_gating = true;
+  CheckMoe("moe expert-choice noisy", o, VariantContext());
+}
+
+TEST(GradCheck, MoeAuxFreeBiasSharedExpertsAndExpertDropout) {
+  RouterOptions o = MoeOptions(2, true, 0.0, 0.0);
+  o.aux_free_bias_rate = 1e-3;
+  o.num_shared_experts = 2;
+  o.shared_expert_ffn_dim = 3;
+  o.expert_dropout = 0.3;
+  CheckMoe("moe aux-free shared dropout", o, VariantContext(), [](MoeLayer& moe) {
+    ASSERT_NE(moe.shared_experts(), nullptr);
+    EXPECT_EQ(moe.shared_experts()->gate_proj.value.dim(0), 6);  // 2 shared experts x 3
+    FillRandom(moe.router().selection_bias->value, 19, 0.2);
+  });
 }
 
 TEST(GradCheck, TransformerBlockWithMoe) {

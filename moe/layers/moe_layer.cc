@@ -1,8 +1,13 @@
 #include "moe/layers/moe_layer.h"
 
+#include "moe/core/rng.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
+namespace {
+constexpr uint64_t kExpertDropoutTag = 0xd20b0e7ULL;
+constexpr int64_t kKeyWidth = 4;  // ops::ExpertRowKeys
+}  // namespace
 
 MoeLayer::MoeLayer(const std::string& prefix, int layer_index, int64_t d_model,
                    int64_t expert_ffn_dim, const RouterOptions& options,
@@ -15,10 +20,22 @@ MoeLayer::MoeLayer(const std::string& prefix, int layer_index, int64_t d_model,
                d_model, expert_ffn_dim, dtype, device) {
   SB_CHECK(options.num_experts % dispatcher->ep_size() == 0)
       << options.num_experts << " experts over " << dispatcher->ep_size() << " ranks";
+  if (options.num_shared_experts > 0) {
+    // n shared experts of width F summed = one SwiGLU of width n * F (HF DeepSeek-V2/V3).
+    const int64_t width =
+        options.shared_expert_ffn_dim > 0 ? options.shared_expert_ffn_dim : expert_ffn_dim;
+    shared_ = std::make_unique<DenseFfn>(prefix + "shared_experts.", d_model,
+                                         options.num_shared_experts * width, dtype, device);
+  }
 }
 
 std::vector<Parameter*> MoeLayer::Parameters() {
-  return {&router_.weight, &experts_.w1, &experts_.w3, &experts_.w2};
+  std::vector<Parameter*> params = router_.Parameters();
+  for (Parameter* p : {&experts_.w1, &experts_.w3, &experts_.w2}) params.push_back(p);
+  if (shared_) {
+    for (Parameter* p : shared_->Parameters()) params.push_back(p);
+  }
+  return params;
 }
 
 Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
@@ -46,24 +63,43 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   plan_ = dispatcher_->Plan(stats.kept);
   Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
   dispatcher_->Dispatch(plan_, x_perm, x_local);
+  Tensor local_keys;
+  const double dropout = router_.options().expert_dropout;
+  if (ctx.training && dropout > 0) {
+    // Each row's dropout key is a function of (seed, step, micro-batch,
+    // layer, token, expert), made where the token lives and sent with it, so
+    // every expert-parallel layout drops the same units.
+    const uint64_t base = StreamKey({ctx.seed, static_cast<uint64_t>(ctx.step),
+                                     static_cast<uint64_t>(ctx.micro_batch),
+                                     static_cast<uint64_t>(layer_index_), kExpertDropoutTag});
+    Tensor row_keys = row_keys_.Get({n, kKeyWidth}, dt, dev);
+    ops::ExpertRowKeys(routing.expert_ids, row_choice, base, row_keys);
+    local_keys = local_keys_.Get({plan_.total_recv, kKeyWidth}, dt, dev);
+    dispatcher_->Dispatch(plan_, row_keys, local_keys);
+  }
   // With a fixed capacity on a GPU, pad every expert to the capacity bound
   // (ep source ranks of at most C rows each): one strided-batched GEMM.
   const int64_t pad = dev == Device::kCuda && routing.capacity >= 0
                           ? routing.capacity * dispatcher_->ep_size() : 0;
-  Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert, pad);
+  Tensor y_local =
+      experts_.Forward(x_local, plan_.rows_per_local_expert, pad, local_keys, dropout);
   Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
   dispatcher_->Combine(plan_, y_local, y_perm);
 
   // Local finish: y_t = sum of gate * expert output over t's kept choices.
   Tensor y = y_.Get({T, D}, dt, dev);
-  ops::Fill(y, 0.0);
+  if (shared_) {
+    ops::Copy(shared_->Forward(x, ctx), y);
+  } else {
+    ops::Fill(y, 0.0);
+  }
   ops::ScatterAddRows(y_perm, row_token, y, &row_gate);
   return y;
 }
 
 Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   const int64_t T = x_.dim(0), D = x_.dim(1);
-  const int k = router_.options().top_k;
+  const int64_t k = router_.routing().choices_per_token();
   const DType dt = x_.dtype();
   const Device dev = x_.device();
   const int64_t n = plan_.total_send;
@@ -87,7 +123,11 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   dispatcher_->Combine(plan_, dx_local, dx_perm);
 
   Tensor dx = dx_.Get({T, D}, dt, dev);
-  ops::Fill(dx, 0.0);
+  if (shared_) {
+    ops::Copy(shared_->Backward(dy, loss_scale), dx);
+  } else {
+    ops::Fill(dx, 0.0);
+  }
   ops::ScatterAddRows(dx_perm, row_token, dx);
 
   // Gate gradients back to [T, k] (dropped choices stay 0), then the router.

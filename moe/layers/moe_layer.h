@@ -1,5 +1,6 @@
 // The mixture-of-experts feed-forward (Switch / ST-MoE / Mixtral):
 //   y_t = sum over kept choices (t, e) of gate_te * SwiGLU_e(x_t)
+//         (+ SharedSwiGLU(x_t) with DeepSeekMoE shared experts)
 // Forward: route -> permute rows to expert order -> dispatch to expert ranks
 // -> experts -> combine back -> weighted un-permute. Dropped choices add
 // nothing; the decoder's residual carries the token. See docs/moe_semantics.md.
@@ -8,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "moe/layers/dense_ffn.h"
 #include "moe/layers/experts.h"
 #include "moe/layers/feed_forward.h"
 #include "moe/layers/router.h"
@@ -30,15 +32,19 @@ class MoeLayer : public FeedForward {
 
   Router& router() { return router_; }
   Experts& experts() { return experts_; }
+  // The always-on shared experts (DeepSeekMoE), or null.
+  DenseFfn* shared_experts() { return shared_.get(); }
 
  private:
   int layer_index_;
   TokenDispatcher* dispatcher_;
   Router router_;
   Experts experts_;
+  std::unique_ptr<DenseFfn> shared_;
   DispatchPlan plan_;
   Tensor x_;
   ScratchTensor row_token_, row_choice_, row_gate_;  // [N] permutation and gates
+  ScratchTensor row_keys_, local_keys_;               // expert dropout keys [N, 4]
   ScratchTensor x_perm_, x_local_, y_perm_, y_;
   ScratchTensor dgate_rows_, dgates_, dy_perm_, dy_local_, dx_perm_, dx_;
 };

@@ -10,11 +10,7 @@
 namespace sb {
 namespace {
 
-std::vector<int> Ints(const Tensor& t) {
-  std::vector<int> v;
-  for (double x : t.ToDoubles()) v.push_back(static_cast<int>(x));
-  return v;
-}
+using testing::IntsOf;
 
 TEST(Capacity, FormulaMinimumAndDropless) {
   EXPECT_EQ(ExpertCapacity(1.25, 2, 10, 4, 4), 7);   // ceil(1.25 * 2 * 10 / 4) = ceil(6.25)
@@ -32,7 +28,7 @@ TEST(TopK, DescendingWithTiesToLowerId) {
                                             {3, 4});
   Tensor ids = Tensor::Empty({3, 2}, DType::kI32), vals = Tensor::Empty({3, 2}, DType::kF64);
   ops::TopK(probs, 2, ids, vals);
-  EXPECT_EQ(Ints(ids), (std::vector<int>{0, 1, 1, 2, 3, 2}));
+  EXPECT_EQ(IntsOf(ids), (std::vector<int>{0, 1, 1, 2, 3, 2}));
   EXPECT_EQ(vals.ToDoubles(), (std::vector<double>{0.25, 0.25, 0.4, 0.4, 0.5, 0.3}));
 }
 
@@ -44,13 +40,13 @@ TEST(AssignSlots, FirstChoicesBeforeSecondThenTokenOrder) {
   Tensor slot = Tensor::Empty({4, 2}, DType::kI32);
   Tensor routed = Tensor::Empty({2}, DType::kI32), kept = Tensor::Empty({2}, DType::kI32);
   ops::AssignSlots(ids, 2, 2, slot, routed, kept);
-  EXPECT_EQ(Ints(slot), (std::vector<int>{0, 1, 1, -1, -1, -1, 0, -1}));
-  EXPECT_EQ(Ints(routed), (std::vector<int>{4, 4}));
-  EXPECT_EQ(Ints(kept), (std::vector<int>{2, 2}));
+  EXPECT_EQ(IntsOf(slot), (std::vector<int>{0, 1, 1, -1, -1, -1, 0, -1}));
+  EXPECT_EQ(IntsOf(routed), (std::vector<int>{4, 4}));
+  EXPECT_EQ(IntsOf(kept), (std::vector<int>{2, 2}));
   // Dropless keeps everything in arrival order.
   ops::AssignSlots(ids, 2, -1, slot, routed, kept);
-  EXPECT_EQ(Ints(slot), (std::vector<int>{0, 1, 1, 2, 2, 3, 0, 3}));
-  EXPECT_EQ(Ints(kept), (std::vector<int>{4, 4}));
+  EXPECT_EQ(IntsOf(slot), (std::vector<int>{0, 1, 1, 2, 2, 3, 0, 3}));
+  EXPECT_EQ(IntsOf(kept), (std::vector<int>{4, 4}));
 }
 
 TEST(PermutationIndices, RowsGroupedByExpertInSlotOrder) {
@@ -59,8 +55,8 @@ TEST(PermutationIndices, RowsGroupedByExpertInSlotOrder) {
   Tensor kept = Tensor::FromVector<int32_t>({2, 2}, {2});
   Tensor tok = Tensor::Empty({4}, DType::kI32), choice = Tensor::Empty({4}, DType::kI32);
   ops::PermutationIndices(ids, slot, kept, tok, choice);
-  EXPECT_EQ(Ints(tok), (std::vector<int>{0, 1, 3, 0}));     // e0: t0, t1; e1: t3, t0
-  EXPECT_EQ(Ints(choice), (std::vector<int>{0, 2, 6, 1}));  // t * k + r
+  EXPECT_EQ(IntsOf(tok), (std::vector<int>{0, 1, 3, 0}));     // e0: t0, t1; e1: t3, t0
+  EXPECT_EQ(IntsOf(choice), (std::vector<int>{0, 2, 6, 1}));  // t * k + r
 }
 
 TEST(Gates, RawAndRenormalised) {
@@ -120,8 +116,8 @@ TEST(Router, StatsCountDropsAndCapacity) {
   Tensor x = Tensor::FromVector<double>({2, 0, 3, 0, 0, 1, 5, 0}, {4, 2});
   const Routing& r = router.Forward(x, StepContext{}, 0);
   EXPECT_EQ(r.capacity, 1);
-  EXPECT_EQ(Ints(r.expert_ids), (std::vector<int>{0, 0, 1, 0}));
-  EXPECT_EQ(Ints(r.slots), (std::vector<int>{0, -1, 0, -1}));
+  EXPECT_EQ(IntsOf(r.expert_ids), (std::vector<int>{0, 0, 1, 0}));
+  EXPECT_EQ(IntsOf(r.slots), (std::vector<int>{0, -1, 0, -1}));
   EXPECT_EQ(router.stats().routed, (std::vector<int64_t>{3, 1}));
   EXPECT_EQ(router.stats().kept, (std::vector<int64_t>{1, 1}));
   EXPECT_DOUBLE_EQ(router.stats().dropped_fraction, 0.5);

@@ -9,6 +9,7 @@ void SwigluMlpForward(const Tensor& x, const Tensor& w1, const Tensor& w3, const
   ops::Gemm(x, false, w1, true, acts.gate);
   ops::Gemm(x, false, w3, true, acts.up);
   ops::SwigluForward(acts.gate, acts.up, acts.act);
+  if (acts.dropout_keys.defined()) ops::KeyedDropout(acts.dropout_keys, acts.dropout_rate, acts.act);
   ops::Gemm(acts.act, false, w2, true, y);
 }
 
@@ -20,6 +21,8 @@ void SwigluMlpBackward(const Tensor& x, const Tensor& w1, const Tensor& w3, cons
   const Tensor& dact = scratch_dup;
   ops::Gemm(dy, false, w2, false, dact);
   ops::Gemm(dy, true, acts.act, false, dw2, 1.0, 1.0);
+  // act = mask * silu(gate) * up: the same mask scales the gradient.
+  if (acts.dropout_keys.defined()) ops::KeyedDropout(acts.dropout_keys, acts.dropout_rate, dact);
   // SwigluBackward reads dact fully per element before writing dup there.
   ops::SwigluBackward(acts.gate, acts.up, dact, scratch_dgate, scratch_dup);
   ops::Gemm(scratch_dgate, true, x, false, dw1, 1.0, 1.0);

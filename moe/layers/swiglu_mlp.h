@@ -3,15 +3,23 @@
 // down_proj = W2 (Mixtral experts: w1, w3, w2).
 #pragma once
 
+#include <utility>
+
 #include "moe/core/tensor.h"
 
 namespace sb {
 
 // Activations of one MLP call, kept for backward.
 struct SwigluActivations {
+  SwigluActivations(Tensor gate_, Tensor up_, Tensor act_)
+      : gate(std::move(gate_)), up(std::move(up_)), act(std::move(act_)) {}
   Tensor gate;  // [N, F] = x W1^T
   Tensor up;    // [N, F] = x W3^T
-  Tensor act;   // [N, F] = silu(gate) * up
+  Tensor act;   // [N, F] = silu(gate) * up (after dropout, when on)
+  // Expert dropout (Switch / ST-MoE) on act: row keys [N, 4] from
+  // ops::ExpertRowKeys; undefined means no dropout.
+  Tensor dropout_keys;
+  double dropout_rate = 0.0;
 };
 
 // x [N, D]; w1, w3 [F, D]; w2 [D, F]; y [N, D] (overwritten).

@@ -188,4 +188,69 @@ void PaddedRowIndex(const std::vector<int64_t>& rows, int64_t pad_rows, const Te
 // (CUDA: out f32 for bf16 rows.)
 void GatherRowDot(const Tensor& a, const Tensor& index, const Tensor& b, const Tensor& out);
 
+// ----------------------------------------------------------- routing variants
+// Routing variants from the MoE literature (docs/moe_semantics.md, "Routing
+// variants"). CPU only for now: on CUDA tensors they fail loudly (SB_CPU_ONLY).
+
+// Top-k of probs + bias for the choice only (auxiliary-loss-free balancing,
+// Wang et al. 2024 / DeepSeek-V3); topk_probs are the chosen experts'
+// unbiased probs. Ties go to the lower id.
+// probs [T, E]; bias [E]; expert_ids [T, k] i32; topk_probs [T, k]
+void BiasedTopK(const Tensor& probs, const Tensor& bias, int k, const Tensor& expert_ids,
+                const Tensor& topk_probs);
+// GShard's random second expert (Lepikhin et al. 2020, algorithm 1):
+// active[t, 0] = 1; active[t, 1] = 1 iff u_t < 2 * p2 / (p1 + p2), with u_t
+// = U(0, 1) at index t of counter stream `key`.   topk_probs [T, 2]; active [T, 2] i32
+void SampleSecondExpert(const Tensor& topk_probs, uint64_t key, const Tensor& active);
+// Batch-prioritized routing (Riquelme et al. 2021, V-MoE): the tokens by
+// descending topk_probs[t, 0] (ties: lower token first).
+// topk_probs [T, k]; token_order [T] i32
+void PriorityOrder(const Tensor& topk_probs, const Tensor& token_order);
+// AssignSlots with a priority and a mask: slots fill by choice rank first and,
+// within a rank, in token_order (null: token order 0..T-1); a choice whose
+// active flag is 0 (active null: all active) takes no slot (-1) and is not
+// counted in routed.   token_order [T] i32; active [T, k] i32; others as AssignSlots
+void AssignSlotsOrdered(const Tensor& expert_ids, const Tensor* token_order,
+                        const Tensor* active, int num_experts, int64_t capacity,
+                        const Tensor& slot, const Tensor& routed, const Tensor& kept);
+// Expert-choice routing (Zhou et al. 2022): expert e takes the min(capacity,
+// T) tokens with the largest probs[:, e] (ties: lower token first).
+// expert_ids [T, E] i32 = e in column e; slot [T, E] i32 = the token's rank
+// in e's choice, or -1; kept [E] i32 = tokens each expert took.
+void ExpertChoice(const Tensor& probs, int64_t capacity, const Tensor& expert_ids,
+                  const Tensor& slot, const Tensor& kept);
+// Noisy top-k gating (Shazeer et al. 2017, eq. 4): noise_std =
+// softplus(noise_logits); normal = N(0, 1) at index t * E + e of stream
+// `key` when sample, else 0; noisy = clean + normal * noise_std.
+// clean, noise_logits, normal, noise_std, noisy [T, E]
+void NoisyLogits(const Tensor& clean, const Tensor& noise_logits, uint64_t key, bool sample,
+                 const Tensor& normal, const Tensor& noise_std, const Tensor& noisy);
+// Its backward: dclean += dnoisy; dnoise_logits (overwritten) =
+// (dnoise_std + dnoisy * normal) * sigmoid(noise_logits).  All [T, E].
+void NoisyLogitsBackward(const Tensor& noise_logits, const Tensor& normal, const Tensor& dnoisy,
+                         const Tensor& dnoise_std, const Tensor& dclean,
+                         const Tensor& dnoise_logits);
+// Shazeer et al. 2017 appendix A: CV(Importance)^2 + CV(Load)^2, where
+// Importance_e = sum of the gates of choices of e, Load_e = sum_t
+// Phi((clean[t, e] - kth_excluding(noisy[t], k, e)) / noise_std[t, e]), and
+// CV(v)^2 = var(v) / (mean(v)^2 + 1e-10) (population variance, as
+// tensor2tensor's cv_squared). kth_excluding is the k-th largest noisy logit
+// of the token without e's own (ties: lower id ranks first). Returns the
+// value; when grad_scale != 0 adds grad_scale * dL/d(input) into dgates
+// [T, k], dclean, dnoise_std and dnoisy [T, E] (the threshold's gradient).
+// gates, expert_ids [T, k]; clean, noisy, noise_std [T, E]
+double NoisyTopKBalanceLoss(const Tensor& gates, const Tensor& expert_ids, const Tensor& clean,
+                            const Tensor& noisy, const Tensor& noise_std, double grad_scale,
+                            const Tensor& dgates, const Tensor& dclean, const Tensor& dnoise_std,
+                            const Tensor& dnoisy);
+// Per-row keys of expert dropout: row n (token t = row_choice[n] / k, expert
+// e = expert_ids[row_choice[n]]) gets key StreamKey({base_key, t, e}), written
+// as four 16-bit chunks (exact in f32 and f64) so that it can travel with the
+// row through the token dispatcher.   expert_ids [T, k] i32; row_choice [N] i32; keys [N, 4]
+void ExpertRowKeys(const Tensor& expert_ids, const Tensor& row_choice, uint64_t base_key,
+                   const Tensor& keys);
+// Inverted dropout in place, keyed by row: x[n, f] *= (U(key_n, f) >= rate) / (1 - rate).
+// keys [N, 4] (ExpertRowKeys); x [N, F]. Forward and backward apply the same mask.
+void KeyedDropout(const Tensor& keys, double rate, const Tensor& x);
+
 }  // namespace sb::ops

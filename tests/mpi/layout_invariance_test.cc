@@ -23,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "launch/trainer.h"
 #include "optim/test_util.h"
@@ -113,6 +114,7 @@ struct Run {
   std::vector<StepMetrics> steps;
   double val_loss = 0;  // after the last step
   std::vector<Parameter*> params;
+  std::vector<Parameter*> buffers;  // auxiliary-loss-free selection biases
   std::unique_ptr<Trainer> trainer;  // keeps params alive
 };
 
@@ -132,6 +134,7 @@ Run Train(const TrainConfig& config, ProcessGrid* grid, DType dtype) {
   EXPECT_TRUE(val.ok()) << val.status();
   if (val.ok()) run.val_loss = *val;
   run.params = run.trainer->model().Parameters();
+  run.buffers = run.trainer->model().Buffers();
   return run;
 }
 
@@ -172,6 +175,7 @@ void ExpectSameMetrics(const Run& ref, const Run& run, const std::string& what) 
     EXPECT_TRUE(near(a.grad_norm, b.grad_norm)) << what << " step " << s << " grad_norm " << a.grad_norm << " vs " << b.grad_norm;
     EXPECT_TRUE(near(a.dropped_fraction, b.dropped_fraction)) << what << " step " << s << " dropped";
     EXPECT_TRUE(near(a.router_entropy, b.router_entropy)) << what << " step " << s << " entropy";
+    EXPECT_TRUE(near(a.load_imbalance, b.load_imbalance)) << what << " step " << s << " load";
     EXPECT_EQ(a.tokens, b.tokens) << what << " step " << s;
   }
   EXPECT_TRUE(near(ref.val_loss, run.val_loss)) << what << " val_loss " << ref.val_loss << " vs " << run.val_loss;
@@ -198,6 +202,12 @@ void ExpectSameParameters(const Run& ref, const Run& run, ProcessGrid& grid, con
     for (size_t j = 0; j < e.size(); ++j) tol[j] = move_tol + 8 * kEps64 * std::fabs(e[j]);
     EXPECT_TRUE(AllClose(e, got, tol)) << what << ": " << b.name;
   }
+  // The selection biases move by +-rate from integer loads: equal exactly.
+  ASSERT_EQ(run.buffers.size(), ref.buffers.size()) << what;
+  for (size_t i = 0; i < ref.buffers.size(); ++i) {
+    EXPECT_EQ(run.buffers[i]->value.ToDoubles(), ref.buffers[i]->value.ToDoubles())
+        << what << ": " << ref.buffers[i]->name;
+  }
 }
 
 struct Layout {
@@ -206,10 +216,18 @@ struct Layout {
   bool overlap_grad_sync = true;  // the default; one layout runs the blocking sync
 };
 
-void CheckLayouts(double capacity_factor) {
+// Turns on routing variants in a TinyConfig (null: none).
+using Variant = std::function<void(switchboard::MoeConfig*)>;
+
+void CheckLayouts(double capacity_factor, const Variant& variant = nullptr) {
   Runtime& rt = Rt();
   const int W = rt.world_size();
-  const Run ref = Train(TinyConfig(capacity_factor, kMicroBatches, 1), nullptr, DType::kF64);
+  auto config = [&](int accum, int ep) {
+    TrainConfig c = TinyConfig(capacity_factor, accum, ep);
+    if (variant) variant(c.mutable_moe());
+    return c;
+  };
+  const Run ref = Train(config(kMicroBatches, 1), nullptr, DType::kF64);
   ASSERT_EQ(ref.steps.size(), size_t{kSteps});
   if (capacity_factor > 0) {
     EXPECT_GT(ref.steps[0].dropped_fraction, 0.0) << "capacity should drop choices";
@@ -232,9 +250,9 @@ void CheckLayouts(double capacity_factor) {
     if (layout.ranks_per_node) {
       EXPECT_EQ((*grid)->nodes_per_ep_group(), 2) << what;
     }
-    TrainConfig config = TinyConfig(capacity_factor, kMicroBatches / layout.world, layout.ep);
-    config.mutable_parallel()->set_overlap_grad_sync(layout.overlap_grad_sync);
-    const Run run = Train(config, grid->get(), DType::kF64);
+    TrainConfig c = config(kMicroBatches / layout.world, layout.ep);
+    c.mutable_parallel()->set_overlap_grad_sync(layout.overlap_grad_sync);
+    const Run run = Train(c, grid->get(), DType::kF64);
     ExpectSameMetrics(ref, run, what);
     ExpectSameParameters(ref, run, **grid, what);
     ExpectReplicasIdentical(run.params, (*grid)->world(), /*expert=*/false, what);
@@ -246,6 +264,31 @@ void CheckLayouts(double capacity_factor) {
 
 TEST(LayoutInvariance, CapacityDropping) { CheckLayouts(1.0); }
 TEST(LayoutInvariance, Dropless) { CheckLayouts(0.0); }
+
+// Routing variants (docs/moe_semantics.md): the random draws (gating noise,
+// GShard's second expert, expert dropout masks) are keyed by global
+// micro-batch and token, the dropout keys travel with the rows, and the
+// selection bias follows the load summed over the world.
+TEST(LayoutInvariance, ExpertChoiceSharedExpertsNoisyDropout) {
+  CheckLayouts(0.25, [](switchboard::MoeConfig* moe) {  // C = 2 of 32 tokens per expert
+    moe->set_routing(switchboard::MoeConfig::EXPERT_CHOICE);
+    moe->set_capacity_factor_eval(0.5);
+    moe->set_num_shared_experts(1);
+    moe->set_noisy_gating(true);
+    moe->set_expert_dropout(0.1);
+  });
+}
+
+TEST(LayoutInvariance, TokenChoiceVariantsWithAuxFreeBias) {
+  CheckLayouts(1.0, [](switchboard::MoeConfig* moe) {
+    moe->set_noisy_gating(true);
+    moe->set_balance_loss(switchboard::MoeConfig::CV_IMPORTANCE_LOAD);
+    moe->set_second_expert_policy(switchboard::MoeConfig::RANDOM);
+    moe->set_batch_prioritized_routing(true);
+    moe->set_aux_free_bias_update_rate(1e-2);
+    moe->set_expert_dropout(0.1);
+  });
+}
 
 // ZeRO-1 on the largest layout that fits: parameters and metrics bitwise
 // equal to the unsharded optimizer's (f32, AdamW and Adafactor).

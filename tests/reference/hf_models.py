@@ -168,17 +168,20 @@ def hf_total_loss(model, cfg: RefConfig, inputs, targets):
                 z_layers=z, aux=aux_sum, z=z_sum, total=total)
 
 
-def hf_capacity_router(x: torch.Tensor, gate_weight: torch.Tensor, top_k: int, capacity: int):
+def hf_capacity_router(x: torch.Tensor, gate_weight: torch.Tensor, top_k: int, capacity: int,
+                       batch_prioritized: bool = False, router_logits: torch.Tensor = None):
     """transformers' own capacity routers on one micro-batch x [T, D] taken as
     one routing group (ours is the micro-batch; HF's Switch groups by
     sequence, so x is passed as a single [1, T, D] sequence), in float64:
       top-1: SwitchTransformersTop1Router (token order fills an expert's C
              slots; raw prob as gate) plus its router_z_loss_func and
              load_balancing_loss_func;
-      top-2: NllbMoeTop2Router, second_expert_policy "all", no batch
-             prioritisation (all first choices, then all second choices, in
-             token order), gates renormalised over the two choices before
-             dropping (our normalize_top_k).
+      top-2: NllbMoeTop2Router, second_expert_policy "all", gates
+             renormalised over the two choices before dropping (our
+             normalize_top_k); without batch prioritisation all first
+             choices, then all second choices, in token order; with it
+             (V-MoE, batch_prioritized) in order of the token's largest prob.
+             router_logits, when given, replace x W^T (noisy gating).
     -> dict of what each computes."""
     t_count, d_model = x.shape
     num_experts = gate_weight.shape[0]
@@ -201,9 +204,13 @@ def hf_capacity_router(x: torch.Tensor, gate_weight: torch.Tensor, top_k: int, c
         assert top_k == 2, "transformers has capacity routers for top-1 and top-2 only"
         router = NllbMoeTop2Router(NllbMoeConfig(
             second_expert_policy="all", normalize_router_prob_before_dropping=True,
-            batch_prioritized_routing=False, moe_eval_capacity_token_fraction=1.0, **common))
+            batch_prioritized_routing=batch_prioritized, moe_eval_capacity_token_fraction=1.0,
+            **common))
         router.dtype = torch.float64
         router.classifier.double().weight.copy_(gate_weight)
         router.train()
-        _, combine = router(x[None])  # [T, E]: renormalised gate where kept, else 0
+        if router_logits is not None:
+            _, combine = router.route_tokens(router_logits.detach().clone(), torch.float64)
+        else:
+            _, combine = router(x[None])  # [T, E]: renormalised gate where kept, else 0
         return dict(renormalised_kept_gates=combine)

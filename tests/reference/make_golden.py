@@ -14,18 +14,17 @@ Cases (a) and (b) are computed by transformers (LlamaForCausalLM,
 MixtralForCausalLM) and reference_model.py must match them to 1e-10 in
 float64 before anything is written; (c) and (d) have no HF decoder and are
 computed by reference_model.py, which (a) and (b) just checked and whose
-capacity routing is checked against transformers' Switch and NLLB-MoE routers.
+capacity routing is checked against transformers' Switch and NLLB-MoE routers;
+(e) to (h) are the routing variants, computed by reference_model.py too. The
+cases themselves and their TrainConfig text: golden_cases.py.
 """
 
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List
 
 import safetensors
@@ -38,172 +37,13 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_models as hf  # noqa: E402
 import reference_model as ref  # noqa: E402
+from golden_cases import (CASES, FORMAT_VERSION, REPO, Case, check_textproto,  # noqa: E402
+                          textproto)
 
-FORMAT_VERSION = "1"
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SELF_CHECK_TOL = 1e-10    # transformers (exact float64) vs reference_model.py, absolute
 COUNT_F32_TOL = 1e-6      # HF Switch's load-balancing loss takes its counts in float32
 UNPATCHED_TOL = 1e-5      # transformers as shipped (float32 roundings) vs exact float64
 MIN_TOPK_MARGIN = 1e-4    # smallest p_k - p_(k+1) met: routing must not flip in float32
-
-
-@dataclass
-class Optim:
-    lr: float = 1e-2
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-
-
-@dataclass
-class Case:
-    name: str
-    description: str
-    reference: str  # "transformers" or "reference_model.py"
-    cfg: ref.RefConfig
-    moe_layer_interval: int
-    batch: int
-    seq_len: int
-    seed: int
-    steps: int = 6
-    init_std: float = 0.15
-    max_seq_len: int = 64
-    optim: Optim = field(default_factory=Optim)
-    expect_drops: bool = False
-
-
-def _cfg(**kw) -> ref.RefConfig:
-    base = dict(vocab_size=64, d_model=32, num_heads=4, num_kv_heads=2, ffn_dim=64,
-                expert_ffn_dim=32, rope_theta=10000.0, norm_eps=1e-5, tie_embeddings=False,
-                num_experts=4)
-    base.update(kw)
-    base.setdefault("num_layers", len(base["moe_layers"]))
-    return ref.RefConfig(**base)
-
-
-CASES = [
-    Case("llama_dense_gqa",
-         "(a) Dense Llama: 2 blocks, every FFN dense, GQA 4 query / 2 kv heads, untied LM head. "
-         "Golden computed by transformers.LlamaForCausalLM in float64.",
-         "transformers",
-         _cfg(moe_layers=[False, False]), moe_layer_interval=0, batch=3, seq_len=8, seed=11, optim=Optim(grad_clip=4.0)),
-    Case("mixtral_top2_dropless",
-         "(b) All-MoE Mixtral: 2 blocks, 4 experts, top-2 renormalised gates, dropless, GQA 4/2, "
-         "untied head, aux + z router losses. Golden computed by transformers.MixtralForCausalLM "
-         "in float64 (router logits from HF; aux = HF load_balancing_loss_func on one layer / k; "
-         "z-loss from HF's router logits). B*S = 32, a power of two, keeps HF's float32 "
-         "choice counts exact.",
-         "transformers",
-         _cfg(moe_layers=[True, True], top_k=2, normalize_top_k=True, capacity_factor=0.0,
-              min_capacity=4, aux_loss_coef=0.02, z_loss_coef=0.005, rope_theta=1e6),
-         moe_layer_interval=1, batch=2, seq_len=16, seed=22, optim=Optim(grad_clip=3.7)),
-    Case("switch_top1_capacity",
-         "(c) Switch: 2 MoE blocks, 4 experts, top-1 raw gates, capacity factor 1.0 with "
-         "T = 30 tokens -> C = max(2, ceil(7.5)) = 8, so tokens really drop; z-loss on; "
-         "MQA (4 query / 1 kv head). Golden computed by tests/reference/reference_model.py.",
-         "reference_model.py",
-         _cfg(moe_layers=[True, True], num_kv_heads=1, top_k=1, normalize_top_k=False,
-              capacity_factor=1.0, min_capacity=2, aux_loss_coef=0.1, z_loss_coef=0.01,
-              norm_eps=1e-6),
-         moe_layer_interval=1, batch=3, seq_len=10, seed=36, expect_drops=True,
-         optim=Optim(grad_clip=2.75)),
-    Case("interleaved_tied_top2",
-         "(d) Interleaved: 4 blocks, moe_layer_interval 2 -> blocks 1 and 3 MoE, 0 and 2 dense; "
-         "tied embeddings; 4 experts, top-2 raw gates, capacity factor 1.25 with T = 36 -> "
-         "C = max(4, ceil(22.5)) = 23. Golden computed by tests/reference/reference_model.py.",
-         "reference_model.py",
-         _cfg(moe_layers=[False, True, False, True], tie_embeddings=True, top_k=2,
-              normalize_top_k=False, capacity_factor=1.25, min_capacity=4, aux_loss_coef=0.05,
-              z_loss_coef=0.002, rope_theta=500000.0),
-         moe_layer_interval=2, batch=3, seq_len=12, seed=59, expect_drops=True,
-         optim=Optim(grad_clip=3.0)),
-]
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def textproto(case: Case) -> str:
-    c, o = case.cfg, case.optim
-    cf = c.capacity_factor
-    head = "\n".join("# " + line for line in textwrap.wrap(case.description, 76))
-    return f"""# Golden case {case.name}: tests/golden/{case.name}_golden.safetensors.
-{head}
-# Written by tests/reference/make_golden.py (format_version {FORMAT_VERSION}); do not edit.
-# The weights are {case.name}_weights.safetensors (float64, HF names); init_std
-# only records the std they were drawn with. The evaluation capacity factor
-# equals the training one so that `switchboard forward` reproduces the golden.
-model {{
-  vocab_size: {c.vocab_size}
-  d_model: {c.d_model}
-  num_layers: {c.num_layers}
-  num_heads: {c.num_heads}
-  num_kv_heads: {c.num_kv_heads}
-  ffn_dim: {c.ffn_dim}
-  expert_ffn_dim: {c.expert_ffn_dim}
-  rope_theta: {c.rope_theta!r}
-  norm_eps: {c.norm_eps!r}
-  max_seq_len: {case.max_seq_len}
-  tie_embeddings: {str(c.tie_embeddings).lower()}
-  init_std: {case.init_std!r}
-}}
-moe {{
-  num_experts: {c.num_experts}
-  top_k: {c.top_k}
-  capacity_factor_train: {cf!r}
-  capacity_factor_eval: {cf!r}
-  min_capacity: {c.min_capacity}
-  normalize_top_k: {str(c.normalize_top_k).lower()}
-  router_jitter_eps: 0.0
-  aux_loss_coef: {c.aux_loss_coef!r}
-  z_loss_coef: {c.z_loss_coef!r}
-  moe_layer_interval: {case.moe_layer_interval}
-}}
-parallel {{
-  expert_parallel_size: 1
-}}
-optimizer {{
-  name: ADAMW
-  lr: {o.lr!r}
-  weight_decay: {o.weight_decay!r}
-  grad_clip: {o.grad_clip!r}
-  beta1: {o.beta1!r}
-  beta2: {o.beta2!r}
-  eps: {o.eps!r}
-  decay_embeddings: false
-  decay_norms: false
-}}
-schedule {{
-  kind: CONSTANT
-  warmup_steps: 0
-}}
-train {{
-  steps: {case.steps}
-  micro_batch_size: {case.batch}
-  seq_len: {case.seq_len}
-  grad_accum_steps: 1
-  seed: {case.seed}
-  log_every: 1
-}}
-data {{
-  train_path: ""
-  val_path: ""
-}}
-"""
-
-
-def check_textproto(path: str) -> str:
-    """Parses the file against configs/switchboard.proto with protoc, if present."""
-    if shutil.which("protoc") is None:
-        return "protoc not found: textproto not parsed"
-    with open(path, "rb") as f:
-        r = subprocess.run(["protoc", "-I", os.path.join(REPO, "configs"),
-                            "--encode=switchboard.TrainConfig", "switchboard.proto"],
-                           stdin=f, capture_output=True)
-    assert r.returncode == 0, f"{path} does not parse as TrainConfig: {r.stderr.decode()}"
-    return "parsed by protoc as switchboard.TrainConfig"
 
 
 # ----------------------------------------------------------------------------- runs
@@ -214,23 +54,27 @@ def moe_indices(cfg: ref.RefConfig) -> List[int]:
 
 
 def reference_engine(case: Case, params: Dict[str, torch.Tensor]):
-    """-> (named leaf parameters, loss_fn) for reference_model.py."""
-    leaves = {n: t.clone().requires_grad_(True) for n, t in params.items()}
+    """-> (named leaf parameters, loss_fn, buffers) for reference_model.py.
+    Buffers (the selection biases) are read by the model but not trained."""
+    buffer_names = set(ref.buffer_shapes(case.cfg))
+    leaves = {n: t.clone().requires_grad_(n not in buffer_names) for n, t in params.items()}
+    buffers = {n: t for n, t in leaves.items() if n in buffer_names}
+    named = {n: t for n, t in leaves.items() if n not in buffer_names}
 
-    def loss_fn(inputs, targets):
-        out = ref.forward(leaves, inputs, targets, case.cfg)
+    def loss_fn(inputs, targets, step=0):
+        out = ref.forward(leaves, inputs, targets, case.cfg, ctx=ref.Ctx(True, step, 0))
         rs = [out["routers"][i] for i in moe_indices(case.cfg)]
         out.update(router_logits=[r["router_logits"] for r in rs],
                    aux_layers=[r["aux"] for r in rs], z_layers=[r["z"] for r in rs])
         return out
-    return leaves, loss_fn
+    return named, loss_fn, buffers
 
 
 def transformers_engine(case: Case, params: Dict[str, torch.Tensor]):
     """-> (named parameters, loss_fn, model) for transformers in exact float64."""
     model = hf.build_hf_model(case.cfg, params, case.max_seq_len)
 
-    def loss_fn(inputs, targets):
+    def loss_fn(inputs, targets, step=0):  # noqa: ARG001 (no random draws)
         with hf.exact_float64():
             return hf.hf_total_loss(model, case.cfg, inputs, targets)
     return dict(model.named_parameters()), loss_fn, model
@@ -250,12 +94,22 @@ def topk_margin(router_logits: List[torch.Tensor], k: int) -> float:
     return m
 
 
+def decision_margin(case: Case, out) -> float:
+    """How far the routing decisions of one forward are from flipping: the
+    top-k gap, or for the variants the smallest of their own margins (biased
+    top-k gap, per-expert top-C gap, |u - 2 g2|, priority gaps)."""
+    if case.has_variants:
+        return min((r["margin"] for r in out["routers"].values()), default=float("inf"))
+    return topk_margin(out["router_logits"], case.cfg.top_k)
+
+
 def train_steps(case: Case, named: Dict[str, torch.Tensor], loss_fn: Callable,
-                step_tokens: torch.Tensor):
+                step_tokens: torch.Tensor, buffers: Dict[str, torch.Tensor] = None):
     """K steps of torch.optim.AdamW (constant lr, no decay on RMSNorm scales and
-    the embedding, clip_grad_norm_ on the total loss) on step_tokens[i].
+    the embedding, clip_grad_norm_ on the total loss) on step_tokens[i], then
+    the auxiliary-loss-free bias update from step i's routed counts.
     -> total loss, CE, pre-clip grad norm per step (before that step's update),
-    smallest top-k margin met."""
+    smallest decision margin met."""
     o = case.optim
     no_decay = lambda n: ref.is_norm(n) or n == "model.embed_tokens.weight"  # noqa: E731
     groups = [{"params": [p for n, p in named.items() if not no_decay(n)],
@@ -263,19 +117,21 @@ def train_steps(case: Case, named: Dict[str, torch.Tensor], loss_fn: Callable,
               {"params": [p for n, p in named.items() if no_decay(n)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     losses, ces, norms, margin = [], [], [], float("inf")
-    for batch in step_tokens:
+    for step, batch in enumerate(step_tokens):
         opt.zero_grad(set_to_none=False)
-        out = loss_fn(batch[:, :-1], batch[:, 1:])
+        out = loss_fn(batch[:, :-1], batch[:, 1:], step)
         out["total"].backward()
         for p in named.values():  # an unused parameter still gets decayed
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         norm = torch.nn.utils.clip_grad_norm_(list(named.values()), o.grad_clip)
         opt.step()
+        if buffers:
+            ref.update_selection_biases(buffers, out["routers"], case.cfg)
         losses.append(float(out["total"]))
         ces.append(float(out["ce"]))
         norms.append(float(norm))
-        margin = min(margin, topk_margin(out["router_logits"], case.cfg.top_k))
+        margin = min(margin, decision_margin(case, out))
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     return f64(losses), f64(ces), f64(norms), margin
 
@@ -311,11 +167,16 @@ def routing_check(case: Case, params, ref_out) -> Dict[str, float]:
     own capacity routers (Switch top-1, NLLB-MoE top-2) on the same router
     inputs and capacity: which choices are kept must agree exactly."""
     err: Dict[str, float] = {}
-    k, e_count = case.cfg.top_k, case.cfg.num_experts
+    c = case.cfg
+    k, e_count = c.top_k, c.num_experts
+    if (c.routing != "token_choice" or c.second_expert_policy != "all" or c.aux_free_rate > 0
+            or r_capacity_none(ref_out, c) or ((c.batch_prioritized or c.noisy_gating) and k != 2)):
+        return err  # no transformers router routes this way
     for i in moe_indices(case.cfg):
         r = ref_out["routers"][i]
         w = params[f"model.layers.{i}.block_sparse_moe.gate.weight"]
-        h = hf.hf_capacity_router(r["x"], w, k, r["capacity"])
+        h = hf.hf_capacity_router(r["x"], w, k, r["capacity"], batch_prioritized=c.batch_prioritized,
+                                  router_logits=r["router_logits"] if c.noisy_gating else None)
         ids, kept = r["ids"], r["slots"] >= 0
         if k == 1:
             ours = F.one_hot(ids[:, 0], e_count) * kept[:, :1]
@@ -341,6 +202,11 @@ def routing_check(case: Case, params, ref_out) -> Dict[str, float]:
     return err
 
 
+def r_capacity_none(ref_out, cfg: ref.RefConfig) -> bool:
+    """Dropless: nothing for a capacity router to check."""
+    return any(ref_out["routers"][i]["capacity"] is None for i in moe_indices(cfg))
+
+
 def unpatched_check(case: Case, model, tokens: torch.Tensor, golden_logits, golden_ce):
     """transformers as shipped (its float32 roundings, its own label shift and
     CE) against the exact goldens: only float32-sized differences allowed."""
@@ -360,7 +226,7 @@ def float32_replay(case: Case, params, step_tokens, golden, grads) -> Dict[str, 
     """reference_model.py in float32 from the float64 weights rounded to float32
     (what a float32 C++ run of the same files does), against the goldens: the
     errors a float32 implementation should expect, for deriving tolerances."""
-    named, loss_fn = reference_engine(case, {n: t.float() for n, t in params.items()})
+    named, loss_fn, buffers = reference_engine(case, {n: t.float() for n, t in params.items()})
     tokens = step_tokens[0]
     out = loss_fn(tokens[:, :-1], tokens[:, 1:])
     out["total"].backward()
@@ -371,7 +237,7 @@ def float32_replay(case: Case, params, step_tokens, golden, grads) -> Dict[str, 
             f"{case.name} layer {i}: float32 routes differently"
     for p in named.values():
         p.grad = None
-    steps = train_steps(case, named, loss_fn, step_tokens)
+    steps = train_steps(case, named, loss_fn, step_tokens, buffers)
     return {
         "logits_max_abs_err": max_abs(out["logits"].double(), golden["logits"]),
         "logits_max_abs": float(golden["logits"].abs().max()),
@@ -390,19 +256,25 @@ def run_case(case: Case):
     """-> (weights dict, golden dict, metadata dict)."""
     cfg = case.cfg
     params = ref.init_parameters(cfg, case.seed, case.init_std)
+    if ref.buffer_shapes(cfg):
+        # A nonzero starting bias, so that the biased choice shows from step 0.
+        bgen = torch.Generator().manual_seed(case.seed + 2)
+        for n, shape in ref.buffer_shapes(cfg).items():
+            params[n] = case.bias_std * torch.randn(shape, generator=bgen, dtype=torch.float64)
     gen = torch.Generator().manual_seed(case.seed + 1)
     step_tokens = torch.randint(0, cfg.vocab_size, (case.steps, case.batch, case.seq_len + 1),
                                 generator=gen)
     tokens = step_tokens[0]
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
-    ref_named, ref_loss = reference_engine(case, params)
+    ref_named, ref_loss, ref_buffers = reference_engine(case, params)
     ref_out = ref_loss(inputs, targets)
     ref_out["total"].backward()
     ref_grads = grads_of(ref_named)
 
     checks: Dict[str, float] = {}
     if case.reference == "transformers":
+        assert not case.has_variants, "transformers has no routing variants"
         named, loss_fn, model = transformers_engine(case, params)
         out = loss_fn(inputs, targets)
         out["total"].backward()
@@ -419,7 +291,7 @@ def run_case(case: Case):
         checks.update(routing_check(case, params, ref_out))
         for p in ref_named.values():
             p.grad = None
-        steps = train_steps(case, ref_named, ref_loss, step_tokens)
+        steps = train_steps(case, ref_named, ref_loss, step_tokens, ref_buffers)
     step_losses, step_ce, step_norms, step_margin = steps
 
     golden = {
@@ -455,11 +327,13 @@ def run_case(case: Case):
             golden[f"hf_load_balancing_loss.layer_{i}"] = scalar(out["hf_lbl"][j])
     if any(cfg.moe_layers):
         golden["capacity"] = torch.tensor([capacity], dtype=torch.int32)
+    for n, b in ref_buffers.items():  # after the K steps' bias updates
+        golden["final." + n] = b.detach().clone()
     for n, g in grads.items():
         golden["grad." + n] = g
 
     replay = float32_replay(case, params, step_tokens, golden, grads)
-    margin = min(topk_margin(out["router_logits"], cfg.top_k), step_margin)
+    margin = min(decision_margin(case, out), step_margin)
     assert margin >= MIN_TOPK_MARGIN, f"{case.name}: top-k margin {margin:.3g}: change the seed"
     if case.expect_drops:
         assert sum(dropped.values()) > 0, f"{case.name}: no token dropped: change the seed"

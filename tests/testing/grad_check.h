@@ -31,6 +31,13 @@ inline void FillRandom(const Tensor& t, uint64_t seed, double std = 1.0) {
     t.data<double>()[i] = std * NormalAt(StreamKey({seed, 78}), static_cast<uint64_t>(i));
 }
 
+// The values of an integer (or any) tensor as ints: for comparing routing decisions.
+inline std::vector<int> IntsOf(const Tensor& t) {
+  std::vector<int> v;
+  for (double x : t.ToDoubles()) v.push_back(static_cast<int>(x));
+  return v;
+}
+
 // sum(a * b) in f64.
 inline double DotAll(const Tensor& a, const Tensor& b) {
   const std::vector<double> x = a.ToDoubles(), y = b.ToDoubles();
