@@ -111,8 +111,8 @@ TEST(Router, StatsCountDropsAndCapacity) {
   o.min_capacity = 1;
   Router router("r.", 2, o, DType::kF64, Device::kCpu);
   // Router weight e0 = [1, 0], e1 = [0, 1]: token t goes to argmax of x_t.
-  router.weight.value.data<double>()[0] = 1;
-  router.weight.value.data<double>()[3] = 1;
+  // Parameters start uninitialised (Tensor::Empty): set all four entries.
+  router.weight.value = Tensor::FromVector<double>({1, 0, 0, 1}, {2, 2});
   Tensor x = Tensor::FromVector<double>({2, 0, 3, 0, 0, 1, 5, 0}, {4, 2});
   const Routing& r = router.Forward(x, StepContext{}, 0);
   EXPECT_EQ(r.capacity, 1);
