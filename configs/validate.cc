@@ -270,6 +270,10 @@ void CheckCheckpoint(const TrainConfig& config, Violations* v) {
   v->AtLeast("checkpoint.max_nonfinite_steps", config.checkpoint().max_nonfinite_steps(), 1);
 }
 
+void CheckLogging(const TrainConfig& config, Violations* v) {
+  v->NonNegative("logging.peak_tflops", config.logging().peak_tflops());
+}
+
 }  // namespace
 
 absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
@@ -282,6 +286,7 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
   CheckSchedule(config, &violations);
   CheckTrain(config, &violations);
   CheckCheckpoint(config, &violations);
+  CheckLogging(config, &violations);
   return violations.ToStatus();
 }
 

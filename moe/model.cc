@@ -1,9 +1,11 @@
 #include "moe/model.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 
 #include "moe/layers/dense_ffn.h"
+#include "moe/core/phase_timer.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
@@ -85,9 +87,10 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
   Tensor ids = inputs.Reshape({T});
   targets_ = targets.Reshape({T});
 
-  Tensor x = embedding_.Forward(ids);
+  Tensor x = Timed(Phase::kEmbedding, [&] { return embedding_.Forward(ids); });
   for (auto& block : blocks_) x = block->Forward(x, seq_len, ctx);
-  final_hidden_ = final_norm_.Forward(x);
+  final_hidden_ = Timed(Phase::kNorm, [&] { return final_norm_.Forward(x); });
+  std::optional<PhaseScope> phase(std::in_place, Phase::kLmHeadLoss);
   const Parameter& head = lm_head_ ? *lm_head_ : embedding_.weight;
   logits_ = logits_buf_.Get({T, options_.vocab_size}, x.dtype(), x.device());
   ops::Gemm(final_hidden_, false, head.value, true, logits_);
@@ -105,6 +108,7 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
     }
   }
   valid_tokens_ = r.tokens;
+  phase.reset();
   r.loss = r.tokens ? sum / r.tokens : 0.0;
   int num_moe = 0;
   for (MoeLayer* moe : MoeLayers()) {
@@ -121,6 +125,7 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
 
 void Model::Backward(double loss_scale) {
   const int64_t T = targets_.numel();
+  std::optional<PhaseScope> phase(std::in_place, Phase::kLmHeadLoss);
   const Parameter& head = lm_head_ ? *lm_head_ : embedding_.weight;
   // The gradient overwrites the logits (saves a [T, V] buffer).
   const double ce_scale = valid_tokens_ ? loss_scale / valid_tokens_ : 0.0;
@@ -130,7 +135,9 @@ void Model::Backward(double loss_scale) {
   ops::Gemm(dlogits, true, final_hidden_, false, head.grad, 1.0, 1.0);
   Tensor dh = dhidden_.Get(final_hidden_.shape(), final_hidden_.dtype(), final_hidden_.device());
   ops::Gemm(dlogits, false, head.value, false, dh);
+  phase.emplace(Phase::kNorm);
   Tensor dx = final_norm_.Backward(dh);
+  phase.reset();
   auto finished = [this](std::vector<Parameter*> params) {
     if (backward_observer_) backward_observer_(params);
   };
@@ -145,7 +152,7 @@ void Model::Backward(double loss_scale) {
     std::reverse(params.begin(), params.end());  // Parameters() order, backwards
     finished(params);
   }
-  embedding_.Backward(dx);
+  Timed(Phase::kEmbedding, [&] { embedding_.Backward(dx); });
   finished({&embedding_.weight});
 }
 

@@ -1,5 +1,8 @@
 #include "moe/layers/moe_layer.h"
 
+#include <optional>
+
+#include "moe/core/phase_timer.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
@@ -26,9 +29,12 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   const DType dt = x.dtype();
   const Device dev = x.device();
   x_ = x;
-  const Routing& routing = router_.Forward(x, ctx, layer_index_);
+  const Routing& routing = Timed(Phase::kRouter, [&]() -> const Routing& {
+    return router_.Forward(x, ctx, layer_index_);
+  });
 
   // Local prepare: kept choices as rows grouped by global expert.
+  std::optional<PhaseScope> phase(std::in_place, Phase::kPermute);
   const RouterStats& stats = router_.stats();
   int64_t n = 0;
   for (int64_t c : stats.kept) n += c;
@@ -41,14 +47,18 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   ops::GatherRows(x, row_token, x_perm);
 
   // Exchange counts, move rows to the expert ranks, run experts, move back.
+  phase.emplace(Phase::kDispatch);
   plan_ = dispatcher_->Plan(stats.kept);
   Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
   dispatcher_->Dispatch(plan_, x_perm, x_local);
+  phase.emplace(Phase::kExperts);
   Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert);
+  phase.emplace(Phase::kCombine);
   Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
   dispatcher_->Combine(plan_, y_local, y_perm);
 
   // Local finish: y_t = sum of gate * expert output over t's kept choices.
+  phase.emplace(Phase::kUnpermute);
   Tensor y = y_.Get({T, D}, dt, dev);
   ops::Fill(y, 0.0);
   ops::ScatterAddRows(y_perm, row_token, y, &row_gate);
@@ -67,23 +77,29 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
 
   // y_t = sum_c g_c y_c:  dg_c = dy_t . y_c,  dy_c = g_c dy_t
+  std::optional<PhaseScope> phase(std::in_place, Phase::kUnpermute);
   Tensor dgate_rows = dgate_rows_.Get({n, 1}, dt, dev);
   ops::GatherRowDot(dy, row_token, y_perm, dgate_rows);
   Tensor dy_perm = dy_perm_.Get({n, D}, dt, dev);
   ops::GatherRows(dy, row_token, dy_perm, &row_gate);
 
   // Backward of combine is dispatch and vice versa, with the forward's plan.
+  phase.emplace(Phase::kDispatch);
   Tensor dy_local = dy_local_.Get({plan_.total_recv, D}, dt, dev);
   dispatcher_->Dispatch(plan_, dy_perm, dy_local);
+  phase.emplace(Phase::kExperts);
   Tensor dx_local = experts_.Backward(dy_local);
+  phase.emplace(Phase::kCombine);
   Tensor dx_perm = dx_perm_.Get({n, D}, dt, dev);
   dispatcher_->Combine(plan_, dx_local, dx_perm);
 
+  phase.emplace(Phase::kPermute);
   Tensor dx = dx_.Get({T, D}, dt, dev);
   ops::Fill(dx, 0.0);
   ops::ScatterAddRows(dx_perm, row_token, dx);
 
   // Gate gradients back to [T, k] (dropped choices stay 0), then the router.
+  phase.emplace(Phase::kRouter);
   Tensor dgates = dgates_.Get({T * k, 1}, dt, dev);
   ops::Fill(dgates, 0.0);
   ops::ScatterAddRows(dgate_rows, row_choice, dgates);

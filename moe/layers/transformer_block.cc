@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "moe/core/phase_timer.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
@@ -26,17 +27,21 @@ std::vector<Parameter*> TransformerBlock::Parameters() {
 
 Tensor TransformerBlock::Forward(const Tensor& x, int seq_len, const StepContext& ctx) {
   Tensor h = h_.Get(x.shape(), x.dtype(), x.device());
-  ops::Add(x, attention_.Forward(input_norm_.Forward(x), seq_len), h);
+  Tensor normed = Timed(Phase::kNorm, [&] { return input_norm_.Forward(x); });
+  ops::Add(x, Timed(Phase::kAttention, [&] { return attention_.Forward(normed, seq_len); }), h);
   Tensor out = out_.Get(x.shape(), x.dtype(), x.device());
-  ops::Add(h, ffn_->Forward(post_attention_norm_.Forward(h), ctx), out);
+  normed = Timed(Phase::kNorm, [&] { return post_attention_norm_.Forward(h); });
+  ops::Add(h, ffn_->Forward(normed, ctx), out);
   return out;
 }
 
 Tensor TransformerBlock::Backward(const Tensor& dout, double loss_scale) {
   Tensor dh = dh_.Get(dout.shape(), dout.dtype(), dout.device());
-  ops::Add(dout, post_attention_norm_.Backward(ffn_->Backward(dout, loss_scale)), dh);
+  const Tensor dffn = ffn_->Backward(dout, loss_scale);
+  ops::Add(dout, Timed(Phase::kNorm, [&] { return post_attention_norm_.Backward(dffn); }), dh);
   Tensor dx = dx_.Get(dout.shape(), dout.dtype(), dout.device());
-  ops::Add(dh, input_norm_.Backward(attention_.Backward(dh)), dx);
+  const Tensor dattn = Timed(Phase::kAttention, [&] { return attention_.Backward(dh); });
+  ops::Add(dh, Timed(Phase::kNorm, [&] { return input_norm_.Backward(dattn); }), dx);
   return dx;
 }
 

@@ -1,0 +1,40 @@
+#include "launch/gemm_peak.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "moe/core/rng.h"
+#include "moe/core/tensor.h"
+#include "moe/ops/ops.h"
+
+namespace sb {
+
+GemmRate MeasureGemm(int64_t m, int64_t n, int64_t k, DType dtype, double min_seconds) {
+  // Values in [-1, 1): no denormals, no overflow.
+  auto filled = [dtype](int64_t rows, int64_t cols, uint64_t key) {
+    std::vector<double> v(static_cast<size_t>(rows * cols));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 2.0 * UniformAt(key, i) - 1.0;
+    Tensor host = Tensor::FromVector(v, {rows, cols});
+    Tensor t = Tensor::Empty({rows, cols}, dtype);
+    ops::Convert(host, t);
+    return t;
+  };
+  const Tensor a = filled(m, k, 1), b = filled(k, n, 2);
+  Tensor c = Tensor::Empty({m, n}, dtype);
+  ops::Gemm(a, false, b, false, c);  // warm-up: pages, thread pool, packing buffers
+  GemmRate rate;
+  double total = 0.0;
+  while (rate.repetitions < 3 || total < min_seconds) {
+    const auto start = std::chrono::steady_clock::now();
+    ops::Gemm(a, false, b, false, c);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    total += s;
+    if (rate.repetitions == 0 || s < rate.seconds) rate.seconds = s;
+    ++rate.repetitions;
+  }
+  rate.flops_per_s = 2.0 * static_cast<double>(m) * n * k / std::max(rate.seconds, 1e-12);
+  return rate;
+}
+
+}  // namespace sb
