@@ -13,5 +13,6 @@ using Args = std::vector<std::string>;
 int TrainCommand(const Args& args);        // launch/train_command.cc
 int ForwardCommand(const Args& args);      // launch/forward_command.cc
 int PrepareDataCommand(const Args& args);  // launch/prepare_data_command.cc
+int AnalyzeRoutingCommand(const Args& args);  // launch/analyze_routing_command.cc
 
 }  // namespace sb

@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   nlohmann-json3-dev
   python3 iproute2
+  python3-matplotlib python3-yaml  # analyze-routing plots; benchmarks/scaling.py (sweeps, plots)
   python3.11-doc   # default corpus: the Python docs' reStructuredText sources
   dpkg-dev         # apt-get source (data/sentencepiece/build_sentencepiece.sh)
   sentencepiece    # spm_train / spm_encode: reference for tests and benchmarks only;

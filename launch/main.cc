@@ -19,6 +19,8 @@ const Command kCommands[] = {
     {"prepare-data", sb::PrepareDataCommand,
      "tokenize a corpus into token shards (--input P... --out D (--tokenizer M | --vocab_size N))"},
     {"forward", sb::ForwardCommand, "one forward pass of HF-named weights; writes logits, losses, router stats"},
+    {"analyze-routing", sb::AnalyzeRoutingCommand,
+     "expert load, token->expert, co-selection, layer agreement of a checkpoint (--ckpt D --data D --out D)"},
 };
 
 void PrintUsage() {
