@@ -211,8 +211,8 @@ def forward(p: Dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Ten
             moe=None):
     """inputs, targets [B, S] int64 -> dict with logits [B*S, V], ce, aux, z,
     total and per-MoE-layer records keyed by block index. moe: a drop-in for
-    moe_layer (same arguments; its record needs only "aux" and "z"), e.g.
-    benchmarks/torch_step_bench.py's vectorised one."""
+    moe_layer (same arguments; its record needs only "aux" and "z"), e.g. a
+    vectorised variant for timing."""
     moe = moe or moe_layer
     b, s = inputs.shape
     x = p["model.embed_tokens.weight"][inputs]  # [B, S, D]
