@@ -372,7 +372,7 @@ absl::Status Trainer::Run() {
     if (std::isfinite(peak_flops_)) {
       std::printf("peak:  %.1f GFLOP/s for MFU (%s)\n", peak_flops_ / 1e9,
                   config_.logging().peak_tflops() > 0 ? "logging.peak_tflops x ranks"
-                                                      : "measured: 1024^3 GEMM on every rank, summed");
+                                                      : "measured: 512^3 GEMM on every rank, summed");
     }
     if (std::isfinite(unigram)) {
       std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",

@@ -51,7 +51,7 @@ std::string FormatExpertCounts(const std::vector<std::vector<int64_t>>& counts) 
 
 double WorldPeakFlops(const switchboard::LoggingConfig& logging, DType dtype, Communicator& world) {
   if (logging.peak_tflops() > 0) return logging.peak_tflops() * 1e12 * world.size();
-  const double mine = MeasureGemm(1024, 1024, 1024, dtype, 0.15).flops_per_s;
+  const double mine = MeasureGemm(512, 512, 512, dtype, 0.2).flops_per_s;
   return AllReduceSum(world, {mine})[0];
 }
 

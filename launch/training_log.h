@@ -25,8 +25,8 @@ struct StepMetrics;  // launch/trainer.h
 std::string FormatExpertCounts(const std::vector<std::vector<int64_t>>& counts);
 
 // Peak FLOP/s of the whole world for MFU: logging.peak_tflops per rank when
-// set, else every rank measures a 1024^3 GEMM in `dtype` at the same time
-// (~0.2 s, the contention training will see) and the rates are summed.
+// set, else every rank times 512^3 GEMMs in `dtype` at the same time (best of
+// ~0.2 s, under the contention training will see) and the rates are summed.
 // Collective over `world`.
 double WorldPeakFlops(const switchboard::LoggingConfig& logging, DType dtype, Communicator& world);
 
