@@ -11,6 +11,9 @@
 //    ([m, D] x [D, F] twice, [m, F] x [F, D]) and the backward ones (x^T dy
 //    shapes and dy W), rate and arithmetic intensity (FLOP per byte of A, B
 //    and C once) each: the points of the roofline plot.
+// OpenBLAS picks its kernels for the CPU when it loads unless
+// OPENBLAS_CORETYPE says otherwise; the kernels in use are reported.
+#include <cblas.h>  // OpenBLAS: openblas_get_corename
 #include <omp.h>
 
 #include <algorithm>
@@ -122,9 +125,9 @@ absl::Status Run(const Flags& flags) {
   }
 
   const std::string json = absl::StrFormat(
-      "{\"dtype\": \"%s\", \"threads\": %d, \"peak_gflops\": %.2f, \"peak_size\": %d, "
+      "{\"dtype\": \"%s\", \"threads\": %d, \"blas_core\": \"%s\", \"peak_gflops\": %.2f, \"peak_size\": %d, "
       "\"triad_gb_per_s\": %.3f,\n \"square\": [%s],\n \"expert\": [\n  %s]}\n",
-      dtype_name, threads, peak / 1e9, peak_size, bandwidth / 1e9, absl::StrJoin(square, ", "),
+      dtype_name, threads, openblas_get_corename(), peak / 1e9, peak_size, bandwidth / 1e9, absl::StrJoin(square, ", "),
       absl::StrJoin(expert, ",\n  "));
   if (flags.Has("json")) {
     std::FILE* f = std::fopen(flags.Get("json").c_str(), "w");
@@ -132,8 +135,8 @@ absl::Status Run(const Flags& flags) {
     std::fputs(json.c_str(), f);
     std::fclose(f);
   }
-  std::printf("peak %.1f GFLOP/s (%s, %d threads, %lld^3)\n", peak / 1e9, dtype_name.c_str(), threads,
-              static_cast<long long>(peak_size));
+  std::printf("peak %.1f GFLOP/s (%s, %d threads, %lld^3, OpenBLAS %s kernels)\n", peak / 1e9,
+              dtype_name.c_str(), threads, static_cast<long long>(peak_size), openblas_get_corename());
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 // backward only; the AdamW update is timed but not counted. Reported:
 // step_ms / tokens_per_s for forward + backward, train_step_ms /
 // train_tokens_per_s with the AdamW update (medians over the timed steps).
+#include <cblas.h>  // OpenBLAS: openblas_get_corename
 #include <omp.h>
 
 #include <algorithm>
@@ -175,7 +176,8 @@ absl::Status Run(const Flags& flags) {
   std::FILE* f = std::fopen(json_path.c_str(), "w");
   if (!f) return absl::InternalError(absl::StrCat("cannot write ", json_path));
   std::fprintf(f,
-               "{\"impl\": \"switchboard\", \"threads\": %d, \"config\": \"%s\", \"overrides\": [%s],\n"
+               "{\"impl\": \"switchboard\", \"threads\": %d, \"blas_core\": \"%s\", \"config\": \"%s\", "
+               "\"overrides\": [%s],\n"
                "  %s,\n"
                "  \"batch\": %lld, \"seq_len\": %lld, \"seed\": %llu, \"params\": %lld,\n"
                "  \"weights\": \"%s/weights.safetensors\", \"batch_file\": \"%s/batch.safetensors\",\n"
@@ -184,7 +186,7 @@ absl::Status Run(const Flags& flags) {
                "  \"warmup\": %lld, \"iters\": %lld, \"fwd_ms\": %s, \"bwd_ms\": %s, \"adamw_ms\": %s,\n"
                "  \"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"flops_per_token\": %.0f, \"gflops\": %.2f,\n"
                "  \"train_step_ms\": %.3f, \"train_tokens_per_s\": %.1f}\n",
-               threads, flags.Get("config", "configs/tiny.textproto").c_str(),
+               threads, openblas_get_corename(), flags.Get("config", "configs/tiny.textproto").c_str(),
                absl::StrJoin(flags.All("set"), ", ", [](std::string* out, const std::string& s) {
                  absl::StrAppend(out, "\"", s, "\"");
                }).c_str(),

@@ -104,13 +104,6 @@ def run(cmd, env=None, log_file=None):
     return p.stdout
 
 
-def thread_env(threads):
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-                MKL_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_pml="ob1",
-                OMPI_MCA_hwloc_base_binding_policy="none")
-
-
 def machine(build_dir):
     def out(*cmd):
         try:
@@ -137,12 +130,39 @@ def measure_peaks(build_dir, thread_counts, out_dir, log_file):
     peaks = {}
     for t in sorted(set(thread_counts)):
         path = os.path.join(out_dir, f"gemm_peak_t{t}.json")
-        run([os.path.join(build_dir, "benchmarks", "gemm_peak_bench"), "--json", path], thread_env(t), log_file)
+        run([os.path.join(build_dir, "benchmarks", "gemm_peak_bench"), "--json", path], step_compare.bench_env(t), log_file)
         with open(path) as f:
             peaks[t] = json.load(f)
         log(f"measured f32 GEMM peak with {t} thread(s): {peaks[t]['peak_gflops']:.1f} GFLOP/s, "
             f"triad {peaks[t]['triad_gb_per_s']:.1f} GB/s")
     return peaks
+
+
+TORCH_GEMM = """
+import json, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+best = {}
+for n in (256, 512, 1024):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times, start = [], time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < 0.3:
+        t = time.perf_counter(); a @ b; times.append(time.perf_counter() - t)
+    best[n] = 2 * n ** 3 / min(times) / 1e9
+print(json.dumps(dict(torch=torch.__version__, peak_gflops=max(best.values()), sizes=best)))
+"""
+
+
+def measure_torch_gemm(thread_counts, log_file):
+    """PyTorch's f32 matmul rate in the baseline's venv (best of 256..1024)."""
+    python = os.path.join(step_compare.LATEST_VENV, "bin", "python")
+    if not os.access(python, os.X_OK):
+        return {}
+    out = {}
+    for t in sorted(set(thread_counts)):
+        out[t] = json.loads(run([python, "-c", TORCH_GEMM, str(t)], step_compare.bench_env(t), log_file))
+        log(f"PyTorch f32 matmul with {t} thread(s): {out[t]['peak_gflops']:.1f} GFLOP/s")
+    return out
 
 
 def run_point(spec, sweep, point, build_dir, work, log_file):
@@ -156,7 +176,7 @@ def run_point(spec, sweep, point, build_dir, work, log_file):
         cmd += ["--set", s]
     if ranks > 1:
         cmd = ["mpirun", "-np", str(ranks), "--bind-to", "none"] + cmd
-    run(cmd, thread_env(threads), log_file)
+    run(cmd, step_compare.bench_env(threads), log_file)
     with open(path) as f:
         r = json.load(f)
     r.update(sweep=sweep["name"], label=label, fields=fields, ranks=ranks, threads_per_rank=threads,
@@ -225,7 +245,7 @@ def main():
     log_file = open(os.path.join(out, "commands.log"), "w")
     started = time.time()
     report = dict(sweep=spec, sweep_file=os.path.relpath(sweep_path, REPO), machine=machine(args.build_dir),
-                  load_start=loadavg())
+                  load_start=loadavg(), dropped_blas_env=step_compare.dropped_blas_env())
     log(f"{spec['name']} sweep -> {out}; load average {' '.join(report['load_start'])}")
 
     if not os.path.exists(os.path.join(args.build_dir, "build.ninja")):
@@ -238,6 +258,7 @@ def main():
     base = spec.get("baselines") or {}
     thread_counts = [spec["cores"], 1] + list(base.get("threads", []))
     report["peaks"] = measure_peaks(args.build_dir, thread_counts, out, log_file)
+    report["torch_gemm"] = {} if args.skip_baselines else measure_torch_gemm(thread_counts, log_file)
 
     report["baselines"] = []
     if base and not args.skip_baselines:
@@ -246,7 +267,8 @@ def main():
                 log(f"baseline {shape['name']}, {t} threads: {base['rounds']} rounds of Switchboard, "
                     f"HF {' and '.join(base['modes'])}")
                 c = step_compare.compare(spec["config"], list(spec.get("set", [])) + shape["set"], t, base["rounds"],
-                                         base["warmup"], base["iters"], base["modes"], args.build_dir, log=log_file)
+                                         base["warmup"], base["iters"], base["modes"], args.build_dir, log=log_file,
+                                         variants=base.get("switchboard_variants"))
                 c.update(name=shape["name"], title=shape.get("title", shape["name"]))
                 report["baselines"].append(c)
 

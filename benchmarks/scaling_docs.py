@@ -10,7 +10,8 @@ from scaling_plots import CATEGORIES
 TARGETS = {"hf_eager": 2.0, "hf_compile": 1.5}  # issue 12: training tokens/s ratios on 2 cores, f32
 GEMM_TARGET = 0.85  # of the measured f32 GEMM peak at the d_model 512 shape
 IMPL_LABEL = {"switchboard": "**Switchboard**", "hf_eager": "HF Mixtral, eager",
-              "hf_compile": "HF Mixtral, torch.compile"}
+              "hf_compile": "HF Mixtral, torch.compile",
+              "switchboard_haswell_kernels": "Switchboard, OpenBLAS AVX2 (Haswell) kernels"}
 
 
 def fmt(x, digits=0):
@@ -37,9 +38,16 @@ def machine(report):
                          f"{' '.join(report['load_start'])} at the start, {' '.join(report['load_end'])} at the end"))
     for t in sorted({int(k) for k in report["peaks"]}):
         p = peak_of(report, t)
+        tg = report.get("torch_gemm", {}).get(t) or report.get("torch_gemm", {}).get(str(t))
         rows.append((f"measured peak, {t} thread{'s' if t > 1 else ''}",
-                     f"{p['peak_gflops']:.1f} GFLOP/s f32 GEMM ({p['peak_size']}^3, best of "
-                     f"{', '.join(str(s['n']) for s in p['square'])}); triad {p['triad_gb_per_s']:.1f} GB/s"))
+                     f"{p['peak_gflops']:.1f} GFLOP/s f32 GEMM (OpenBLAS {p.get('blas_core', '?')} kernels, "
+                     f"{p['peak_size']}^3, best of {', '.join(str(s['n']) for s in p['square'])}); triad "
+                     f"{p['triad_gb_per_s']:.1f} GB/s" +
+                     (f"; PyTorch's f32 matmul {tg['peak_gflops']:.1f} GFLOP/s" if tg else "")))
+    dropped = report.get("dropped_blas_env")
+    if dropped:
+        rows.append(("environment", "removed for every benchmark process (inherited, they override OpenBLAS's "
+                                    "choice for the CPU): " + ", ".join(f"`{k}={v}`" for k, v in dropped.items())))
     return "| | |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 

@@ -31,13 +31,41 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATEST_VENV = os.environ.get("SB_LATEST_VENV", "/opt/sb-latest-venv")
 HF_COMPATIBLE = ["moe.capacity_factor_train=0", "moe.normalize_top_k=true", "moe.router_jitter_eps=0"]
+# OpenBLAS settings that an environment may export and that override the
+# library's own choice for the CPU. They are removed for the benchmarks
+# (SB_KEEP_BLAS_ENV=1 keeps them) so that OpenBLAS runs as on a fresh
+# machine: on the machine of docs/benchmarks.md, an inherited
+# OPENBLAS_CORETYPE=Haswell replaced the AVX-512 kernels OpenBLAS detects
+# (Cooperlake) with AVX2 ones at half the GEMM rate.
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def run(cmd, env_threads, log):
-    """Runs cmd with OMP/OpenBLAS threads set; raises with its output on failure."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(env_threads), OPENBLAS_NUM_THREADS=str(env_threads),
-               MKL_NUM_THREADS=str(env_threads))
-    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+def bench_env(threads, extra=None):
+    """The environment of a benchmark process: `threads` OpenMP / BLAS
+    threads, OpenMPI as root with oversubscription, no inherited BLAS
+    kernel overrides (see BLAS_OVERRIDES), then `extra`."""
+    env = dict(os.environ)
+    if os.environ.get("SB_KEEP_BLAS_ENV") != "1":
+        for k in BLAS_OVERRIDES:
+            env.pop(k, None)
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1", OMPI_MCA_pml="ob1",
+               OMPI_MCA_hwloc_base_binding_policy="none")
+    env.update(extra or {})
+    return env
+
+
+def dropped_blas_env():
+    """The inherited BLAS overrides that bench_env removes (for the report)."""
+    if os.environ.get("SB_KEEP_BLAS_ENV") == "1":
+        return {}
+    return {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ}
+
+
+def run(cmd, env_threads, log, extra_env=None):
+    """Runs cmd in bench_env(env_threads); raises with its output on failure."""
+    p = subprocess.run(cmd, cwd=REPO, env=bench_env(env_threads, extra_env), capture_output=True, text=True)
     log.write(f"$ {' '.join(cmd)}\n{p.stdout}{p.stderr}\n")
     log.flush()
     if p.returncode != 0:
@@ -50,8 +78,12 @@ def load(path):
         return json.load(f)
 
 
-def compare(config, overrides, threads, rounds, warmup, iters, modes, build_dir, log=sys.stdout, work=None):
-    """Runs the rounds; returns {"shape": ..., "threads": t, "impls": {name: summary}}."""
+def compare(config, overrides, threads, rounds, warmup, iters, modes, build_dir, log=sys.stdout, work=None,
+            variants=None):
+    """Runs the rounds; returns {"threads": t, "impls": {name: summary}, ...}.
+    variants: {name: environment} of extra Switchboard runs in each round
+    (e.g. other BLAS kernels), timed like the main one."""
+    variants = variants or {}
     overrides = list(overrides) + HF_COMPATIBLE
     python = os.path.join(LATEST_VENV, "bin", "python")
     if not os.access(python, os.X_OK):
@@ -59,6 +91,7 @@ def compare(config, overrides, threads, rounds, warmup, iters, modes, build_dir,
     own_work = work is None
     work = work or tempfile.mkdtemp(prefix="sb_step_compare_")
     per_round = {"switchboard": []}
+    per_round.update({f"switchboard_{v}": [] for v in variants})
     per_round.update({f"hf_{m}": [] for m in modes})
     for r in range(rounds):
         d = os.path.join(work, f"t{threads}_r{r}")
@@ -68,6 +101,11 @@ def compare(config, overrides, threads, rounds, warmup, iters, modes, build_dir,
             cmd += ["--set", s]
         print(run(cmd, threads, log).strip().splitlines()[-1], flush=True)
         per_round["switchboard"].append(load(os.path.join(d, "switchboard.json")))
+        for v, env in variants.items():
+            vd = os.path.join(d, v)
+            vcmd = [c if c != d else vd for c in cmd]
+            print(f"{v}: " + run(vcmd, threads, log, env).strip().splitlines()[-1], flush=True)
+            per_round[f"switchboard_{v}"].append(load(os.path.join(vd, "switchboard.json")))
         for m in modes:
             out = run([python, os.path.join(REPO, "benchmarks", "hf_step_bench.py"), "--switchboard_json",
                        os.path.join(d, "switchboard.json"), "--threads", str(threads), "--mode", m], threads, log)
@@ -91,7 +129,9 @@ def compare(config, overrides, threads, rounds, warmup, iters, modes, build_dir,
             # Within each round: this implementation's time over Switchboard's.
             switchboard_speedup=med(x["train_step_ms"] / s["train_step_ms"] for x, s in zip(rs, sb)),
             switchboard_speedup_fwd_bwd=med(x["step_ms"] / s["step_ms"] for x, s in zip(rs, sb)))
-        if name != "switchboard":
+        if name.startswith("switchboard"):
+            summary.update(blas_core=rs[0]["blas_core"])
+        else:
             summary.update(torch_version=rs[0]["torch_version"], transformers_version=rs[0]["transformers_version"],
                            attn_implementation=rs[0]["attn_implementation"],
                            experts_implementation=rs[0]["experts_implementation"],

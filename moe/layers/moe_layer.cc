@@ -47,15 +47,20 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   ops::GatherRows(x, row_token, x_perm);
 
   // Exchange counts, move rows to the expert ranks, run experts, move back.
+  // One expert-parallel rank: dispatch and combine are identities, so the
+  // experts read x_perm and their output serves as y_perm (two [n, D]
+  // copies saved each way).
+  const bool local = dispatcher_->ep_size() == 1;
   phase.emplace(Phase::kDispatch);
   plan_ = dispatcher_->Plan(stats.kept);
-  Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
-  dispatcher_->Dispatch(plan_, x_perm, x_local);
+  Tensor x_local = local ? x_perm : x_local_.Get({plan_.total_recv, D}, dt, dev);
+  if (!local) dispatcher_->Dispatch(plan_, x_perm, x_local);
   phase.emplace(Phase::kExperts);
   Tensor y_local = experts_.Forward(x_local, plan_.rows_per_local_expert);
   phase.emplace(Phase::kCombine);
-  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
-  dispatcher_->Combine(plan_, y_local, y_perm);
+  y_perm_view_ = local ? y_local : y_perm_.Get({n, D}, dt, dev);
+  if (!local) dispatcher_->Combine(plan_, y_local, y_perm_view_);
+  const Tensor& y_perm = y_perm_view_;
 
   // Local finish: y_t = sum of gate * expert output over t's kept choices.
   phase.emplace(Phase::kUnpermute);
@@ -74,7 +79,8 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
   Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
   Tensor row_gate = row_gate_.Get({n, 1}, dt, dev);
-  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
+  const Tensor& y_perm = y_perm_view_;  // the experts' output (read before their Backward)
+  const bool local = dispatcher_->ep_size() == 1;
 
   // y_t = sum_c g_c y_c:  dg_c = dy_t . y_c,  dy_c = g_c dy_t
   std::optional<PhaseScope> phase(std::in_place, Phase::kUnpermute);
@@ -85,13 +91,13 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
 
   // Backward of combine is dispatch and vice versa, with the forward's plan.
   phase.emplace(Phase::kDispatch);
-  Tensor dy_local = dy_local_.Get({plan_.total_recv, D}, dt, dev);
-  dispatcher_->Dispatch(plan_, dy_perm, dy_local);
+  Tensor dy_local = local ? dy_perm : dy_local_.Get({plan_.total_recv, D}, dt, dev);
+  if (!local) dispatcher_->Dispatch(plan_, dy_perm, dy_local);
   phase.emplace(Phase::kExperts);
   Tensor dx_local = experts_.Backward(dy_local);
   phase.emplace(Phase::kCombine);
-  Tensor dx_perm = dx_perm_.Get({n, D}, dt, dev);
-  dispatcher_->Combine(plan_, dx_local, dx_perm);
+  Tensor dx_perm = local ? dx_local : dx_perm_.Get({n, D}, dt, dev);
+  if (!local) dispatcher_->Combine(plan_, dx_local, dx_perm);
 
   phase.emplace(Phase::kPermute);
   Tensor dx = dx_.Get({T, D}, dt, dev);
