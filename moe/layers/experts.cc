@@ -1,5 +1,9 @@
 #include "moe/layers/experts.h"
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include "moe/layers/swiglu_mlp.h"
 
 namespace sb {
@@ -29,17 +33,11 @@ Tensor Experts::Forward(const Tensor& x, const std::vector<int64_t>& rows_per_ex
   Tensor gate = gate_.Get({n, f}, dt, dev), up = up_.Get({n, f}, dt, dev), act = act_.Get({n, f}, dt, dev);
   Tensor y = y_.Get(x.shape(), dt, dev);
   // One GEMM chain per expert over its contiguous rows (a grouped GEMM).
-  int64_t begin = 0;
-  for (size_t e = 0; e < rows_.size(); ++e) {
-    const int64_t end = begin + rows_[e];
-    if (end > begin) {
-      SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
-      SwigluMlpForward(x.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e),
-                       Slice(w2.value, e), acts, y.Rows(begin, end));
-    }
-    begin = end;
-  }
-  SB_CHECK_EQ(begin, n);
+  ForEachExpert(dev, [&](size_t e, int64_t begin, int64_t end) {
+    SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
+    SwigluMlpForward(x.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e), Slice(w2.value, e), acts,
+                     y.Rows(begin, end));
+  });
   return y;
 }
 
@@ -50,19 +48,41 @@ Tensor Experts::Backward(const Tensor& dy) {
   Tensor gate = gate_.Get({n, f}, dt, dev), up = up_.Get({n, f}, dt, dev), act = act_.Get({n, f}, dt, dev);
   Tensor dgate = dgate_.Get({n, f}, dt, dev), dup = dup_.Get({n, f}, dt, dev);
   Tensor dx = dx_.Get(x_.shape(), dt, dev);
-  int64_t begin = 0;
-  for (size_t e = 0; e < rows_.size(); ++e) {
-    const int64_t end = begin + rows_[e];
-    if (end > begin) {
-      SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
-      SwigluMlpBackward(x_.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e),
-                        Slice(w2.value, e), acts, dy.Rows(begin, end), Slice(w1.grad, e),
-                        Slice(w3.grad, e), Slice(w2.grad, e), dx.Rows(begin, end),
-                        dgate.Rows(begin, end), dup.Rows(begin, end));
-    }
-    begin = end;
-  }
+  ForEachExpert(dev, [&](size_t e, int64_t begin, int64_t end) {
+    SwigluActivations acts{gate.Rows(begin, end), up.Rows(begin, end), act.Rows(begin, end)};
+    SwigluMlpBackward(x_.Rows(begin, end), Slice(w1.value, e), Slice(w3.value, e), Slice(w2.value, e), acts,
+                      dy.Rows(begin, end), Slice(w1.grad, e), Slice(w3.grad, e), Slice(w2.grad, e),
+                      dx.Rows(begin, end), dgate.Rows(begin, end), dup.Rows(begin, end));
+  });
   return dx;
+}
+
+void Experts::ForEachExpert(Device device,
+                            const std::function<void(size_t e, int64_t begin, int64_t end)>& body) const {
+  std::vector<int64_t> begin(rows_.size() + 1, 0);
+  for (size_t e = 0; e < rows_.size(); ++e) begin[e + 1] = begin[e] + rows_[e];
+  SB_CHECK_EQ(begin.back(), x_.dim(0));
+  // On the CPU with several threads and at least two experts per thread,
+  // the experts run side by side, each thread on whole experts with
+  // single-threaded GEMMs (OpenBLAS's OpenMP build runs single-threaded inside
+  // a parallel region), largest first: the small per-expert GEMMs of an MoE
+  // layer lose more to splitting each one over the threads (a barrier and
+  // duplicated packing per GEMM) than to uneven expert sizes. Each expert
+  // then computes exactly what a one-thread run computes (a GEMM split over
+  // threads may round differently; experts_test.cc checks the bits).
+  // Otherwise one expert at a time, each GEMM using every thread.
+  const int threads = omp_get_max_threads();
+  std::vector<size_t> order;
+  for (size_t e = 0; e < rows_.size(); ++e)
+    if (rows_[e] > 0) order.push_back(e);
+  if (device == Device::kCpu && threads > 1 && static_cast<int>(order.size()) >= 2 * threads &&
+      !omp_in_parallel()) {
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rows_[a] > rows_[b]; });
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < order.size(); ++i) body(order[i], begin[order[i]], begin[order[i] + 1]);
+    return;
+  }
+  for (size_t e : order) body(e, begin[e], begin[e + 1]);
 }
 
 }  // namespace sb

@@ -3,6 +3,7 @@
 // (block_sparse_moe.experts.N.{w1,w3,w2}.weight) with N the global expert id.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ class Experts {
   Parameter w2;  // [E_local, D, F] down
 
  private:
+  // body(local expert, first row, end row) for every expert with rows (see experts.cc).
+  void ForEachExpert(Device device, const std::function<void(size_t e, int64_t begin, int64_t end)>& body) const;
+
   Tensor x_;
   std::vector<int64_t> rows_;
   ScratchTensor gate_, up_, act_, y_, dx_, dgate_, dup_;
