@@ -94,14 +94,7 @@ def points(sweep):
     return result
 
 
-def run(cmd, env=None, log_file=None):
-    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    if log_file:
-        log_file.write(f"$ {' '.join(cmd)}\n{p.stdout}{p.stderr}\n")
-        log_file.flush()
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
-    return p.stdout
+run = step_compare.run_logged
 
 
 def machine(build_dir):

@@ -63,14 +63,21 @@ def dropped_blas_env():
     return {k: os.environ[k] for k in BLAS_OVERRIDES if k in os.environ}
 
 
-def run(cmd, env_threads, log, extra_env=None):
-    """Runs cmd in bench_env(env_threads); raises with its output on failure."""
-    p = subprocess.run(cmd, cwd=REPO, env=bench_env(env_threads, extra_env), capture_output=True, text=True)
-    log.write(f"$ {' '.join(cmd)}\n{p.stdout}{p.stderr}\n")
-    log.flush()
+def run_logged(cmd, env=None, log=None):
+    """Runs cmd in the repository, appending it and its output to `log`;
+    returns stdout, raises with the output's tail when it fails."""
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if log:
+        log.write(f"$ {' '.join(cmd)}\n{p.stdout}{p.stderr}\n")
+        log.flush()
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {p.returncode}:\n{p.stdout[-3000:]}{p.stderr[-3000:]}")
     return p.stdout
+
+
+def run(cmd, env_threads, log, extra_env=None):
+    """run_logged in bench_env(env_threads, extra_env)."""
+    return run_logged(cmd, bench_env(env_threads, extra_env), log)
 
 
 def load(path):
