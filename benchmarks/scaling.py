@@ -242,11 +242,11 @@ def main():
     log(f"{spec['name']} sweep -> {out}; load average {' '.join(report['load_start'])}")
 
     if not os.path.exists(os.path.join(args.build_dir, "build.ninja")):
-        run(["bash", "launch/build.sh"], log_file=log_file)
+        run(["bash", "launch/build.sh"], log=log_file)
     run(["ninja", "-C", args.build_dir, "--quiet", "step_breakdown_bench", "model_step_bench", "gemm_peak_bench",
-         "switchboard"], log_file=log_file)
+         "switchboard"], log=log_file)
     if not os.path.exists(os.path.join(REPO, spec["data"])):
-        run(["bash", "launch/prepare_default_data.sh"], log_file=log_file)
+        run(["bash", "launch/prepare_default_data.sh"], log=log_file)
 
     base = spec.get("baselines") or {}
     thread_counts = [spec["cores"], 1] + list(base.get("threads", []))
