@@ -7,14 +7,17 @@
 // DIR/batch.safetensors: tokens [B, S+1] i32 (inputs = [:, :-1], targets =
 //   [:, 1:]) and grad.<name> f32, every gradient of that batch's total loss.
 // FILE (default DIR/switchboard.json): the model and optimizer options, the
-//   losses of the batch, and the timings. benchmarks/torch_step_bench.py
-//   loads the same weights and batch into tests/reference/reference_model.py,
-//   checks losses and gradients, then times PyTorch on the same step.
+//   losses of the batch, and the timings. benchmarks/hf_step_bench.py loads
+//   the same weights and batch into Hugging Face's MixtralForCausalLM,
+//   checks losses and gradients, then times it on the same step.
 // The batch is micro_batch_size x seq_len ids drawn uniformly from the vocab;
 // the step runs in training mode (capacity_factor_train, jitter as set).
 // Threads: OMP_NUM_THREADS (our kernels and OpenBLAS share one OpenMP pool).
 // FLOPs: TrainFlopsPerToken (Megatron's active-parameter count), forward +
-// backward only; the AdamW update is timed but not counted.
+// backward only; the AdamW update is timed but not counted. Reported:
+// step_ms / tokens_per_s for forward + backward, train_step_ms /
+// train_tokens_per_s with the AdamW update (medians over the timed steps).
+#include <cblas.h>  // OpenBLAS: openblas_get_corename
 #include <omp.h>
 
 #include <algorithm>
@@ -131,7 +134,7 @@ absl::Status Run(const Flags& flags) {
   if (absl::Status s = WriteSafetensors(dir + "/batch.safetensors", saved); !s.ok()) return s;
 
   AdamW adamw(config->optimizer(), model.Parameters());
-  std::vector<double> fwd_ms, bwd_ms, opt_ms, step_ms;
+  std::vector<double> fwd_ms, bwd_ms, opt_ms, step_ms, train_ms;
   for (int64_t i = 0; i < *warmup + *iters; ++i) {
     model.ZeroGrad();
     ctx.step = i;
@@ -147,10 +150,11 @@ absl::Status Run(const Flags& flags) {
     bwd_ms.push_back(1e3 * (t2 - t1));
     opt_ms.push_back(1e3 * (t3 - t2));
     step_ms.push_back(1e3 * (t2 - t0));
+    train_ms.push_back(1e3 * (t3 - t0));
   }
   const double tokens_per_step = static_cast<double>(B * S);
   const double flops_per_token = TrainFlopsPerToken(options, static_cast<int>(S));
-  const double step_s = Median(step_ms) / 1e3;
+  const double step_s = Median(step_ms) / 1e3, train_s = Median(train_ms) / 1e3;
   const int threads = omp_get_max_threads();
   std::printf("switchboard | %d threads | %.2fM params | loss %.6f (ce %.6f) | fwd %.1f bwd %.1f "
               "adamw %.1f ms | %.0f tokens/s | %.1f GFLOP/s (fwd+bwd, median of %lld)\n",
@@ -161,15 +165,17 @@ absl::Status Run(const Flags& flags) {
   std::FILE* f = std::fopen(json_path.c_str(), "w");
   if (!f) return absl::InternalError(absl::StrCat("cannot write ", json_path));
   std::fprintf(f,
-               "{\"impl\": \"switchboard\", \"threads\": %d, \"config\": \"%s\", \"overrides\": [%s],\n"
+               "{\"impl\": \"switchboard\", \"threads\": %d, \"blas_core\": \"%s\", \"config\": \"%s\", "
+               "\"overrides\": [%s],\n"
                "  %s,\n"
                "  \"batch\": %lld, \"seq_len\": %lld, \"seed\": %llu, \"params\": %lld,\n"
                "  \"weights\": \"%s/weights.safetensors\", \"batch_file\": \"%s/batch.safetensors\",\n"
                "  \"loss\": {\"total\": %.9g, \"ce\": %.9g, \"aux\": %.9g, \"z\": %.9g, "
                "\"dropped_fraction\": %.9g},\n"
                "  \"warmup\": %lld, \"iters\": %lld, \"fwd_ms\": %s, \"bwd_ms\": %s, \"adamw_ms\": %s,\n"
-               "  \"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"flops_per_token\": %.0f, \"gflops\": %.2f}\n",
-               threads, flags.Get("config", "configs/tiny.textproto").c_str(),
+               "  \"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"flops_per_token\": %.0f, \"gflops\": %.2f,\n"
+               "  \"train_step_ms\": %.3f, \"train_tokens_per_s\": %.1f}\n",
+               threads, openblas_get_corename(), flags.Get("config", "configs/tiny.textproto").c_str(),
                absl::StrJoin(flags.All("set"), ", ", [](std::string* out, const std::string& s) {
                  absl::StrAppend(out, "\"", s, "\"");
                }).c_str(),
@@ -179,7 +185,8 @@ absl::Status Run(const Flags& flags) {
                v.loss, v.aux_loss, v.z_loss, v.dropped_fraction, static_cast<long long>(*warmup),
                static_cast<long long>(*iters), JsonList(fwd_ms).c_str(), JsonList(bwd_ms).c_str(),
                JsonList(opt_ms).c_str(), 1e3 * step_s, tokens_per_step / step_s, flops_per_token,
-               flops_per_token * tokens_per_step / step_s / 1e9);
+               flops_per_token * tokens_per_step / step_s / 1e9, 1e3 * train_s,
+               tokens_per_step / train_s);
   std::fclose(f);
   return absl::OkStatus();
 }

@@ -318,6 +318,10 @@ void CheckUpcycle(const TrainConfig& config, Violations* v) {
   v->NonNegative("upcycle.expert_noise", config.upcycle().expert_noise());
 }
 
+void CheckLogging(const TrainConfig& config, Violations* v) {
+  v->NonNegative("logging.peak_tflops", config.logging().peak_tflops());
+}
+
 }  // namespace
 
 absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
@@ -332,6 +336,7 @@ absl::Status ValidateConfig(const TrainConfig& config, int world_size) {
   CheckTrain(config, world_size, &violations);
   CheckCheckpoint(config, &violations);
   CheckUpcycle(config, &violations);
+  CheckLogging(config, &violations);
   return violations.ToStatus();
 }
 

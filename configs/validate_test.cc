@@ -221,6 +221,7 @@ const RuleCase kRuleCases[] = {
     {"KeepLast", {"checkpoint.keep_last=-1"}, "checkpoint.keep_last"},
     {"MaxNonfiniteSteps", {"checkpoint.max_nonfinite_steps=0"},
      "checkpoint.max_nonfinite_steps = 0 must be >= 1"},
+    {"PeakTflopsNonNegative", {"logging.peak_tflops=-1"}, "logging.peak_tflops = -1 must be >= 0"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Rules, ValidateRule, ::testing::ValuesIn(kRuleCases),

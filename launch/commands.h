@@ -23,5 +23,6 @@ int UpcycleCommand(const Args& args);      // launch/upcycle_command.cc
 int ExportHfCommand(const Args& args);     // launch/export_hf_command.cc
 int GenerateCommand(const Args& args);     // launch/generate_command.cc
 int EvalCommand(const Args& args);         // launch/eval_command.cc
+int AnalyzeRoutingCommand(const Args& args);  // launch/analyze_routing_command.cc
 
 }  // namespace sb

@@ -24,12 +24,14 @@ const Command kCommands[] = {
     {"export-hf", sb::ExportHfCommand, "a checkpoint as a Hugging Face Mixtral / Llama directory (--ckpt C --out D)"},
     {"generate", sb::GenerateCommand, "generate text with a KV cache (--ckpt C --prompt TEXT)"},
     {"eval", sb::EvalCommand, "validation loss, perplexity, routing statistics (--ckpt C --data D)"},
+    {"analyze-routing", sb::AnalyzeRoutingCommand,
+     "expert load, token->expert, co-selection, layer agreement of a checkpoint (--ckpt D --data D --out D)"},
 };
 
 // To stdout when asked for (--help), to stderr after a usage error.
 void PrintUsage(std::FILE* out) {
   std::fprintf(out, "Usage: switchboard <command> [flags]\n\nCommands:\n");
-  for (const Command& c : kCommands) std::fprintf(out, "  %-14s %s\n", c.name, c.help);
+  for (const Command& c : kCommands) std::fprintf(out, "  %-16s %s\n", c.name, c.help);
   std::fprintf(out, "\n'switchboard <command> --help' lists a command's flags.\n");
 }
 

@@ -104,8 +104,13 @@ double ActivationElements(const ModelOptions& o, double batch, double seq_len, i
       const double sent = T * k;          // kept choices of this rank (at most)
       n += 4 * T * E + T + 3 * T * k;     // router: logits probs dprobs dlogits, lse, topk gates dtopk
       if (r.jitter_eps > 0) n += 3 * T * d;  // jittered input, noise, its gradient
-      n += 4 * sent * d + 2 * sent + T * k;  // x_perm y_perm dy_perm dx_perm, row gates, dgates
-      n += 2 * rows * d;                  // x_local, dy_local
+      n += 2 * sent + T * k;              // row gates, dgates
+      if (ep > 1) {
+        n += 4 * sent * d;                // x_perm y_perm dy_perm dx_perm
+        n += 2 * rows * d;                // x_local, dy_local
+      } else {
+        n += 2 * sent * d;                // x_perm dy_perm: the experts read and write them
+      }
       n += 2 * T * d;                     // combined output and dx
       n += 5 * rows * static_cast<double>(o.expert_ffn_dim) + 2 * rows * d;  // experts
       *ints += 2 * T * k + 2 * sent + 2 * E;  // expert ids, slots, row token / choice, counts

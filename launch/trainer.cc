@@ -285,7 +285,13 @@ absl::Status Trainer::OpenRunFiles() {
   if (resumed_) {
     if (absl::Status s = TrimMetricsLog(metrics, start_step_); !s.ok()) return s;
   }
-  return metrics_.Open(metrics, /*append=*/resumed_);
+  if (absl::Status s = metrics_.Open(metrics, /*append=*/resumed_); !s.ok()) return s;
+  if (config_.logging().tensorboard()) {
+    auto tb = TensorBoardLog::Open(run_dir_, resumed_, start_step_);
+    if (!tb.ok()) return tb.status();
+    tensorboard_ = std::move(*tb);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StepMetrics> Trainer::TrainStep(int64_t step) {
@@ -458,7 +464,9 @@ absl::StatusOr<double> Trainer::Evaluate() {
 
 std::vector<std::vector<int64_t>> Trainer::ExpertCounts() {
   std::vector<std::vector<int64_t>> counts;
-  if (!config_.logging().expert_counts()) return counts;
+  if (!config_.logging().expert_counts() && !(config_.logging().tensorboard() && !run_dir_.empty())) {
+    return counts;
+  }
   std::vector<double> flat;
   for (MoeLayer* moe : model_->MoeLayers())
     for (int64_t c : moe->stats().routed) flat.push_back(static_cast<double>(c));
@@ -495,23 +503,34 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
     ++moe;
   }
   std::printf("%s\n", line.c_str());
+  if (config_.logging().expert_counts()) std::printf("%s", FormatExpertCounts(expert_counts).c_str());
   std::fflush(stdout);
+  const double model_flops = tokens_per_s * flops_per_token_;
   JsonRecord rec;
   rec.Add("step", step + 1).Add("loss", m.loss).Add("aux_loss", m.aux_loss).Add("z_loss", m.z_loss);
   rec.Add("lr", m.lr).Add("grad_norm", m.grad_norm).Add("tokens_per_s", tokens_per_s);
   rec.Add("dropped_frac", m.dropped_fraction).Add("router_entropy", m.router_entropy);
   rec.Add("load_imbalance", m.load_imbalance);
   if (!model_->Buffers().empty()) rec.Add("selection_bias_abs_max", m.selection_bias_abs_max);
+  rec.Add("mfu", model_flops / peak_flops_);
   rec.Add("elapsed_s", elapsed);
   // Mean step time by phase on rank 0 (docs/parallel.md, "Step-time breakdown").
   rec.Add("step_s", m.times.total).Add("compute_s", m.times.compute);
   rec.Add("dispatch_s", m.times.dispatch).Add("combine_s", m.times.combine);
   rec.Add("grad_sync_s", m.times.grad_sync).Add("optimizer_s", m.times.optimizer);
   if (std::isfinite(val_loss)) rec.Add("val_loss", val_loss);
-  for (size_t i = 0; i < expert_counts.size(); ++i) {
+  for (size_t i = 0; config_.logging().expert_counts() && i < expert_counts.size(); ++i) {
     rec.Add(absl::StrCat("tokens_per_expert_moe", i), expert_counts[i]);
   }
   NoteWrite(metrics_.Write(rec));
+  if (tensorboard_) {
+    const absl::Status s = tensorboard_->Write(step + 1, m, tokens_per_s, model_flops,
+                                               model_flops / peak_flops_, val_loss, expert_counts);
+    if (!s.ok()) {
+      std::fprintf(stderr, "warning: TensorBoard logging stopped: %s\n", std::string(s.message()).c_str());
+      tensorboard_.reset();
+    }
+  }
 }
 
 absl::Status Trainer::Run() {
@@ -519,6 +538,11 @@ absl::Status Trainer::Run() {
   if (absl::Status s = CheckRunDir(); !s.ok()) return s;
   // From here on a stop signal ends the run after the current step, saved.
   StopSignals stop_signals(/*announce=*/chief());
+  if (!run_dir_.empty()) {  // MFU is logged only into run-dir files
+    const Parameter& p = *model_->Parameters().front();
+    peak_flops_ = WorldPeakFlops(config_.logging(), p.compute().dtype(), p.value.device(),
+                                 grid_->world());
+  }
   const double unigram = train_data_->UnigramEntropy();
   if (chief()) {
     std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
@@ -527,6 +551,11 @@ absl::Status Trainer::Run() {
                 model_options_.router.num_experts, model_options_.router.top_k);
     std::printf("memory: about %s (estimate)\n", memory_estimate_.Describe().c_str());
     std::printf("data:  %s\n", train_data_->Describe().c_str());
+    if (std::isfinite(peak_flops_)) {
+      std::printf("peak:  %.1f GFLOP/s for MFU (%s)\n", peak_flops_ / 1e9,
+                  config_.logging().peak_tflops() > 0 ? "logging.peak_tflops x ranks"
+                                                      : "measured: 512^3 GEMM on every rank, summed");
+    }
     if (std::isfinite(unigram)) {
       std::printf("data:  unigram entropy %.3f nats/token (the loss of a model that ignores context)\n",
                   unigram);

@@ -19,6 +19,7 @@
 #include "launch/checkpoint.h"
 #include "launch/memory_estimate.h"
 #include "launch/metrics_log.h"
+#include "launch/training_log.h"
 #include "moe/model.h"
 #include "optim/optimizer.h"
 #include "parallel/all_to_all_dispatcher.h"
@@ -184,7 +185,8 @@ class Trainer {
   void NoteWrite(const absl::Status& status);
   switchboard::TrainerState CaptureState(int64_t step) const;
   // Per MoE layer, routed choices per expert of the last micro-batch summed
-  // over the world (collective; empty unless logging.expert_counts).
+  // over the world (collective; empty unless logging.expert_counts or
+  // TensorBoard logging is on).
   std::vector<std::vector<int64_t>> ExpertCounts();
   void LogStep(int64_t step, const StepMetrics& m, double val_loss, double elapsed, double interval_s,
                int64_t interval_tokens, const std::vector<std::vector<int64_t>>& expert_counts);
@@ -204,7 +206,9 @@ class Trainer {
   std::unique_ptr<BatchSource> train_data_, val_data_;
   std::vector<Batch> step_batches_;  // TrainStep reads its micro-batches first
   MetricsLog metrics_;
+  std::unique_ptr<TensorBoardLog> tensorboard_;  // rank 0, logging.tensorboard
   double flops_per_token_ = 0;
+  double peak_flops_ = NAN;  // all ranks together, for MFU (launch/training_log.h)
   // Sums since the last log line.
   StepMetrics interval_;
   int interval_steps_ = 0;

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <optional>
 #include <string>
 
+#include "moe/core/phase_timer.h"
 #include "moe/layers/dense_ffn.h"
 #include "moe/ops/ops.h"
 
@@ -188,9 +190,10 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
   targets_ = ToDevice(targets.Reshape({T}), device_, INT32_MIN, options_.vocab_size, "target",
                       targets_device_);
 
-  Tensor x = embedding_.Forward(ids);
+  Tensor x = Timed(Phase::kEmbedding, [&] { return embedding_.Forward(ids); });
   for (auto& block : blocks_) x = block->Forward(x, seq_len, ctx);
-  final_hidden_ = final_norm_.Forward(x);
+  final_hidden_ = Timed(Phase::kNorm, [&] { return final_norm_.Forward(x); });
+  std::optional<PhaseScope> phase(std::in_place, Phase::kLmHeadLoss);
   const Parameter& h = head();
   logits_ready_ = false;
   const Tensor losses = losses_.Get({T}, AccumDType(x.dtype()), x.device());
@@ -208,6 +211,7 @@ ForwardResult Model::Forward(const Tensor& inputs, const Tensor& targets, const 
   const std::vector<double> token_losses = losses.ToDoubles();
   double sum = 0.0;
   for (int64_t t = 0; t < T; ++t) sum += token_losses[t];  // ignored targets contribute 0
+  phase.reset();
   r.loss = r.tokens ? sum / r.tokens : 0.0;
   int num_moe = 0;
   for (MoeLayer* moe : MoeLayers()) {
@@ -237,10 +241,13 @@ void Model::Backward(double loss_scale) {
   SB_CHECK(head_grads_ready_) << "Model::Backward needs a Forward in training mode before it";
   head_grads_ready_ = false;
   // The LM head's part was computed by Forward for a loss scale of 1.
-  const Parameter& h = head();
-  ops::Axpy(loss_scale, dhead_, h.grad);
-  ops::Scale(dhidden_, loss_scale);
-  Tensor dx = final_norm_.Backward(dhidden_);
+  {
+    PhaseScope phase(Phase::kLmHeadLoss);
+    const Parameter& h = head();
+    ops::Axpy(loss_scale, dhead_, h.grad);
+    ops::Scale(dhidden_, loss_scale);
+  }
+  Tensor dx = Timed(Phase::kNorm, [&] { return final_norm_.Backward(dhidden_); });
   auto finished = [this](std::vector<Parameter*> params) {
     if (backward_observer_) backward_observer_(params);
   };
@@ -255,7 +262,7 @@ void Model::Backward(double loss_scale) {
     std::reverse(params.begin(), params.end());  // Parameters() order, backwards
     finished(params);
   }
-  embedding_.Backward(dx);
+  Timed(Phase::kEmbedding, [&] { embedding_.Backward(dx); });
   finished({&embedding_.weight});
 }
 

@@ -12,7 +12,8 @@ namespace {
 
 // One AdamW update of n elements; p, g, m, v all [n] of type T.
 template <typename T>
-void AdamWUpdate(int64_t n, T* p, const T* g, T* m, T* v, const AdamWScalars& s) {
+void AdamWUpdate(int64_t n, T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
+                 const AdamWScalars& s) {
   const T decay = static_cast<T>(s.decay_factor);
   const T w1 = static_cast<T>(s.one_minus_b1);
   const T b2 = static_cast<T>(s.beta2);
@@ -21,7 +22,8 @@ void AdamWUpdate(int64_t n, T* p, const T* g, T* m, T* v, const AdamWScalars& s)
   const T bc2_sqrt = static_cast<T>(s.bc2_sqrt);
   const T eps = static_cast<T>(s.eps);
   const bool lerp_from_m = std::abs(s.one_minus_b1) < 0.5;
-#pragma omp parallel for schedule(static) if (n > optim_internal::kParallelMinElements)
+  // One vectorised pass (CMakeLists.txt: -fno-math-errno lets sqrt vectorise).
+#pragma omp parallel for simd schedule(static) if (n > optim_internal::kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     const T gi = g[i];
     p[i] *= decay;

@@ -32,6 +32,7 @@ double DeterministicSum(int64_t n, F&& term) {
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t end = std::min(n, (c + 1) * kSumChunk);
     double s = 0.0;
+#pragma omp simd reduction(+ : s)
     for (int64_t i = c * kSumChunk; i < end; ++i) s += term(i);
     partial[static_cast<size_t>(c)] = s;
   }

@@ -122,6 +122,34 @@ for f in model-00001-of-00001.safetensors optimizer-00001-of-00001.safetensors t
   cmp -s "$tmp/ck_a/checkpoints/step_4/$f" "$tmp/ck_b/checkpoints/step_4/$f" || {
     echo "FAIL: resumed run's step_4/$f differs from the uninterrupted run's"; failures=$((failures + 1)); }
 done
+# analyze-routing on that run: JSON counts add up, the four plots are drawn
+# (python3-matplotlib, installed by launch/install_deps.sh), bad paths exit 2.
+"$bin" analyze-routing --ckpt "$tmp/ck_a" --data "$corpus" --out "$tmp/routing" --batches 3 >"$tmp/out" 2>&1 || {
+  echo "FAIL: analyze-routing"; cat "$tmp/out"; failures=$((failures + 1)); }
+python3 - "$tmp/routing" <<'PY' || failures=$((failures + 1))
+import json, os, sys
+d = sys.argv[1]
+r = json.load(open(os.path.join(d, "routing.json")))
+tokens = 3 * 2 * 16  # batches x micro_batch_size x seq_len
+problems = []
+if r["tokens"] != tokens or r["step"] != 4 or len(r["layers"]) != 2:
+    problems.append(f"tokens {r['tokens']}, step {r['step']}, {len(r['layers'])} layers")
+for layer in r["layers"]:
+    if sum(layer["routed"]) != tokens * 2 or sum(map(sum, layer["coselection"])) != 2 * tokens:
+        problems.append(f"block {layer['block']}: routed {sum(layer['routed'])}")
+if not r["top_tokens"] or sum(r["top_tokens"][0]["layers"][0]["first_choice"]) != r["top_tokens"][0]["count"]:
+    problems.append("top_tokens")
+missing = [p for p in ("expert_load.png", "top_tokens.png", "coselection.png", "layer_agreement.png")
+           if not os.path.exists(os.path.join(d, p)) or os.path.getsize(os.path.join(d, p)) < 1000]
+if missing:
+    problems.append(f"plots missing: {missing}")
+if problems:
+    sys.exit("FAIL: analyze-routing output: " + "; ".join(problems))
+PY
+expect_fail 2 "not a checkpoint" "$bin" analyze-routing --ckpt "$tmp/nowhere" --data "$corpus" --out "$tmp/r2"
+expect_fail 2 "--data" "$bin" analyze-routing --ckpt "$tmp/ck_a" --data "$tmp/missing.bin" --out "$tmp/r2"
+expect_fail 2 "missing required flag --out" "$bin" analyze-routing --ckpt "$tmp/ck_a" --data "$corpus"
+
 expect_fail 2 "pass --resume" "$bin" train "${tiny[@]}" --run_dir "$tmp/ck_a"
 # A flipped bit in step_4's weights (headers intact): the resume names the
 # file and tensor and the newest checkpoint that verifies, which resumes to

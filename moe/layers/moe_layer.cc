@@ -1,5 +1,8 @@
 #include "moe/layers/moe_layer.h"
 
+#include <optional>
+
+#include "moe/core/phase_timer.h"
 #include "moe/core/rng.h"
 #include "moe/ops/ops.h"
 
@@ -43,9 +46,12 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   const DType dt = x.dtype();
   const Device dev = x.device();
   x_ = x;
-  const Routing& routing = router_.Forward(x, ctx, layer_index_);
+  const Routing& routing = Timed(Phase::kRouter, [&]() -> const Routing& {
+    return router_.Forward(x, ctx, layer_index_);
+  });
 
   // Local prepare: kept choices as rows grouped by global expert.
+  std::optional<PhaseScope> phase(std::in_place, Phase::kPermute);
   const RouterStats& stats = router_.stats();
   int64_t n = 0;
   for (int64_t c : stats.kept) n += c;
@@ -60,9 +66,14 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
   ops::GatherRows(x, row_token, x_perm);
 
   // Exchange counts, move rows to the expert ranks, run experts, move back.
+  // One expert-parallel rank: dispatch and combine are identities, so the
+  // experts read x_perm and their output serves as y_perm (two [n, D]
+  // copies saved each way).
+  const bool local = dispatcher_->ep_size() == 1;
+  phase.emplace(Phase::kDispatch);
   plan_ = dispatcher_->Plan(stats.kept);
-  Tensor x_local = x_local_.Get({plan_.total_recv, D}, dt, dev);
-  dispatcher_->Dispatch(plan_, x_perm, x_local);
+  Tensor x_local = local ? x_perm : x_local_.Get({plan_.total_recv, D}, dt, dev);
+  if (!local) dispatcher_->Dispatch(plan_, x_perm, x_local);
   Tensor local_keys;
   const double dropout = router_.options().expert_dropout;
   if (ctx.training && dropout > 0) {
@@ -74,19 +85,23 @@ Tensor MoeLayer::Forward(const Tensor& x, const StepContext& ctx) {
                                      static_cast<uint64_t>(layer_index_), kExpertDropoutTag});
     Tensor row_keys = row_keys_.Get({n, kKeyWidth}, dt, dev);
     ops::ExpertRowKeys(routing.expert_ids, row_choice, base, row_keys);
-    local_keys = local_keys_.Get({plan_.total_recv, kKeyWidth}, dt, dev);
-    dispatcher_->Dispatch(plan_, row_keys, local_keys);
+    local_keys = local ? row_keys : local_keys_.Get({plan_.total_recv, kKeyWidth}, dt, dev);
+    if (!local) dispatcher_->Dispatch(plan_, row_keys, local_keys);
   }
   // With a fixed capacity on a GPU, pad every expert to the capacity bound
   // (ep source ranks of at most C rows each): one strided-batched GEMM.
   const int64_t pad = dev == Device::kCuda && routing.capacity >= 0
                           ? routing.capacity * dispatcher_->ep_size() : 0;
+  phase.emplace(Phase::kExperts);
   Tensor y_local =
       experts_.Forward(x_local, plan_.rows_per_local_expert, pad, local_keys, dropout);
-  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
-  dispatcher_->Combine(plan_, y_local, y_perm);
+  phase.emplace(Phase::kCombine);
+  y_perm_view_ = local ? y_local : y_perm_.Get({n, D}, dt, dev);
+  if (!local) dispatcher_->Combine(plan_, y_local, y_perm_view_);
+  const Tensor& y_perm = y_perm_view_;
 
   // Local finish: y_t = sum of gate * expert output over t's kept choices.
+  phase.emplace(Phase::kUnpermute);
   Tensor y = y_.Get({T, D}, dt, dev);
   if (shared_) {
     ops::Copy(shared_->Forward(x, ctx), y);
@@ -107,21 +122,27 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   Tensor row_token = row_token_.Get({n}, DType::kI32, dev);
   Tensor row_choice = row_choice_.Get({n}, DType::kI32, dev);
   Tensor row_gate = row_gate_.Get({n, 1}, gdt, dev);
-  Tensor y_perm = y_perm_.Get({n, D}, dt, dev);
+  const Tensor& y_perm = y_perm_view_;  // the experts' output (read before their Backward)
+  const bool local = dispatcher_->ep_size() == 1;
 
   // y_t = sum_c g_c y_c:  dg_c = dy_t . y_c,  dy_c = g_c dy_t
+  std::optional<PhaseScope> phase(std::in_place, Phase::kUnpermute);
   Tensor dgate_rows = dgate_rows_.Get({n, 1}, gdt, dev);
   ops::GatherRowDot(dy, row_token, y_perm, dgate_rows);
   Tensor dy_perm = dy_perm_.Get({n, D}, dt, dev);
   ops::GatherRows(dy, row_token, dy_perm, &row_gate);
 
   // Backward of combine is dispatch and vice versa, with the forward's plan.
-  Tensor dy_local = dy_local_.Get({plan_.total_recv, D}, dt, dev);
-  dispatcher_->Dispatch(plan_, dy_perm, dy_local);
+  phase.emplace(Phase::kDispatch);
+  Tensor dy_local = local ? dy_perm : dy_local_.Get({plan_.total_recv, D}, dt, dev);
+  if (!local) dispatcher_->Dispatch(plan_, dy_perm, dy_local);
+  phase.emplace(Phase::kExperts);
   Tensor dx_local = experts_.Backward(dy_local);
-  Tensor dx_perm = dx_perm_.Get({n, D}, dt, dev);
-  dispatcher_->Combine(plan_, dx_local, dx_perm);
+  phase.emplace(Phase::kCombine);
+  Tensor dx_perm = local ? dx_local : dx_perm_.Get({n, D}, dt, dev);
+  if (!local) dispatcher_->Combine(plan_, dx_local, dx_perm);
 
+  phase.emplace(Phase::kPermute);
   Tensor dx = dx_.Get({T, D}, dt, dev);
   if (shared_) {
     ops::Copy(shared_->Backward(dy, loss_scale), dx);
@@ -131,6 +152,7 @@ Tensor MoeLayer::Backward(const Tensor& dy, double loss_scale) {
   ops::ScatterAddRows(dx_perm, row_token, dx);
 
   // Gate gradients back to [T, k] (dropped choices stay 0), then the router.
+  phase.emplace(Phase::kRouter);
   Tensor dgates = dgates_.Get({T * k, 1}, gdt, dev);
   ops::Fill(dgates, 0.0);
   ops::ScatterAddRows(dgate_rows, row_choice, dgates);

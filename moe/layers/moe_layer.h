@@ -46,6 +46,7 @@ class MoeLayer : public FeedForward {
   ScratchTensor row_token_, row_choice_, row_gate_;  // [N] permutation and gates
   ScratchTensor row_keys_, local_keys_;               // expert dropout keys [N, 4]
   ScratchTensor x_perm_, x_local_, y_perm_, y_;
+  Tensor y_perm_view_;  // [N, D] expert outputs in send order: y_perm_, or the experts' own buffer
   ScratchTensor dgate_rows_, dgates_, dy_perm_, dy_local_, dx_perm_, dx_;
 };
 

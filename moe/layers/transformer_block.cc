@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "moe/core/phase_timer.h"
 #include "moe/ops/ops.h"
 
 namespace sb {
@@ -28,8 +29,10 @@ void TransformerBlock::RunLayers(const Tensor& x, int seq_len, const StepContext
                                  const Tensor& out) {
   ScratchArena::Scope scope(forward_arena_);
   Tensor h = h_.Get(x.shape(), x.dtype(), x.device());
-  ops::Add(x, attention_.Forward(input_norm_.Forward(x), seq_len), h);
-  ops::Add(h, ffn_->Forward(post_attention_norm_.Forward(h), ctx), out);
+  Tensor normed = Timed(Phase::kNorm, [&] { return input_norm_.Forward(x); });
+  ops::Add(x, Timed(Phase::kAttention, [&] { return attention_.Forward(normed, seq_len); }), h);
+  normed = Timed(Phase::kNorm, [&] { return post_attention_norm_.Forward(h); });
+  ops::Add(h, ffn_->Forward(normed, ctx), out);
 }
 
 Tensor TransformerBlock::Forward(const Tensor& x, int seq_len, const StepContext& ctx) {
@@ -50,8 +53,10 @@ Tensor TransformerBlock::Backward(const Tensor& dout, double loss_scale) {
   Tensor dx = dx_.Get(dout.shape(), dout.dtype(), dout.device());
   ScratchArena::Scope scope(backward_arena_);
   Tensor dh = dh_.Get(dout.shape(), dout.dtype(), dout.device());
-  ops::Add(dout, post_attention_norm_.Backward(ffn_->Backward(dout, loss_scale)), dh);
-  ops::Add(dh, input_norm_.Backward(attention_.Backward(dh)), dx);
+  const Tensor dffn = ffn_->Backward(dout, loss_scale);
+  ops::Add(dout, Timed(Phase::kNorm, [&] { return post_attention_norm_.Backward(dffn); }), dh);
+  const Tensor dattn = Timed(Phase::kAttention, [&] { return attention_.Backward(dh); });
+  ops::Add(dh, Timed(Phase::kNorm, [&] { return input_norm_.Backward(dattn); }), dx);
   return dx;
 }
 

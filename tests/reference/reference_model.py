@@ -413,7 +413,7 @@ def forward(p: Dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Ten
     """inputs, targets [B, S] int64 -> dict with logits [B*S, V], ce, aux, z,
     total and per-MoE-layer records keyed by block index. moe: a drop-in for
     moe_layer (same first four arguments; its record needs only "aux" and
-    "z"), e.g. benchmarks/torch_step_bench.py's vectorised one. ctx keys the
+    "z"), e.g. a vectorised variant for timing. ctx keys the
     routing variants' random draws."""
     if moe is None:
         moe = lambda hn, p_, prefix, c, i: moe_layer(hn, p_, prefix, c, layer=i, ctx=ctx)  # noqa: E731

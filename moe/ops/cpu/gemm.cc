@@ -1,5 +1,9 @@
 // CPU reference GEMM through OpenBLAS (row-major CBLAS).
 #include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "moe/ops/dispatch.h"
 #include "moe/ops/ops.h"
@@ -64,12 +68,32 @@ void GroupedGemm(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, c
         << "GroupedGemm operand " << t->ToString() << " is neither a stack of " << groups
         << " matrices nor " << total << " row-blocked rows";
   }
-  int64_t offset = 0;
-  for (int64_t g = 0; g < groups; ++g) {
-    Gemm(GroupOperand(a, g, offset, rows[g]), trans_a, GroupOperand(b, g, offset, rows[g]),
-         trans_b, GroupOperand(c, g, offset, rows[g]), alpha, beta);
-    offset += rows[g];
+  std::vector<int64_t> offset(groups + 1, 0);
+  for (int64_t g = 0; g < groups; ++g) offset[g + 1] = offset[g] + rows[g];
+  // Empty groups run too: with a stacked output and no rows the product is
+  // zero (Gemm with k = 0 writes beta * c).
+  auto run = [&](int64_t g) {
+    Gemm(GroupOperand(a, g, offset[g], rows[g]), trans_a, GroupOperand(b, g, offset[g], rows[g]),
+         trans_b, GroupOperand(c, g, offset[g], rows[g]), alpha, beta);
+  };
+  // With at least two non-empty groups per thread the groups run side by
+  // side, whole GEMMs per thread, largest first (OpenBLAS's OpenMP build runs
+  // one thread inside a parallel region): an MoE layer's per-expert GEMMs
+  // are small, and splitting each over the threads costs a barrier and
+  // duplicated packing per GEMM (measured in docs/performance.md). Each
+  // group then computes the bits of a one-thread run (experts_test.cc).
+  const int threads = omp_get_max_threads();
+  const int64_t busy = std::count_if(rows.begin(), rows.end(), [](int64_t r) { return r > 0; });
+  if (threads > 1 && busy >= 2 * threads && !omp_in_parallel()) {
+    std::vector<int64_t> order(groups);
+    for (int64_t g = 0; g < groups; ++g) order[g] = g;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t x, int64_t y) { return rows[x] > rows[y]; });
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < groups; ++i) run(order[i]);
+    return;
   }
+  for (int64_t g = 0; g < groups; ++g) run(g);
 }
 
 }  // namespace sb::ops

@@ -1,4 +1,5 @@
 // CPU reference: token embedding lookup and RMSNorm, forward and backward.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -60,10 +61,13 @@ void RmsNormForward(const Tensor& x, const Tensor& w, double eps, const Tensor& 
     for (int64_t t = 0; t < rows; ++t) {
       const T* xr = px + t * d;
       double ss = 0.0;
+      // simd: a vector reduction (GCC keeps a plain one scalar, in order).
+#pragma omp simd reduction(+ : ss)
       for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(xr[j]) * xr[j];
       const T r = static_cast<T>(1.0 / std::sqrt(ss / d + eps));
       pr[t] = r;
       T* yr = py + t * d;
+#pragma omp simd
       for (int64_t j = 0; j < d; ++j) yr[j] = xr[j] * r * pw[j];
     }
   });
@@ -85,23 +89,35 @@ void RmsNormBackward(const Tensor& x, const Tensor& w, const Tensor& rstd, const
     const T* pr = rstd.data<T>();
     const T* pdy = dy.data<T>();
     T* pdx = dx.data<T>();
+    // dw by blocks of kBlock rows read row by row (the column-by-column
+    // pass this replaces read every row d times), partial sums in f64, then
+    // the blocks summed in order: the same result for any thread count.
+    constexpr int64_t kBlock = 64;
+    const int64_t blocks = (rows + kBlock - 1) / kBlock;
+    std::vector<double> partial(static_cast<size_t>(blocks * d), 0.0);
 #pragma omp parallel for schedule(static) if (rows * d > 32768)
-    for (int64_t t = 0; t < rows; ++t) {
-      const T* xr = px + t * d;
-      const T* dyr = pdy + t * d;
-      const T r = pr[t];
-      double dot = 0.0;
-      for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(dyr[j]) * pw[j] * xr[j];
-      const T c = static_cast<T>(dot / d) * r * r;
-      T* dxr = pdx + t * d;
-      for (int64_t j = 0; j < d; ++j) dxr[j] = r * (dyr[j] * pw[j] - xr[j] * c);
+    for (int64_t b = 0; b < blocks; ++b) {
+      double* acc = partial.data() + b * d;
+      for (int64_t t = b * kBlock; t < std::min(rows, (b + 1) * kBlock); ++t) {
+        const T* xr = px + t * d;
+        const T* dyr = pdy + t * d;
+        const T r = pr[t];
+        double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < d; ++j) dot += static_cast<double>(dyr[j]) * pw[j] * xr[j];
+        const T c = static_cast<T>(dot / d) * r * r;
+        T* dxr = pdx + t * d;
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) {
+          dxr[j] = r * (dyr[j] * pw[j] - xr[j] * c);
+          acc[j] += static_cast<double>(dyr[j]) * xr[j] * r;
+        }
+      }
     }
-    // Column reduction for dw: each thread owns a slice of columns.
     T* pdw = dw.data<T>();
-#pragma omp parallel for schedule(static) if (rows * d > 32768)
     for (int64_t j = 0; j < d; ++j) {
       double acc = 0.0;
-      for (int64_t t = 0; t < rows; ++t) acc += static_cast<double>(pdy[t * d + j]) * px[t * d + j] * pr[t];
+      for (int64_t b = 0; b < blocks; ++b) acc += partial[b * d + j];
       pdw[j] += static_cast<T>(acc);
     }
   });
