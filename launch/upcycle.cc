@@ -31,6 +31,12 @@ struct NameParts {
   int expert = -1;     // ...experts.<expert>.<proj>.weight
   std::string proj;    // w1 / w3 / w2
   bool router = false;  // ...block_sparse_moe.gate.weight
+  // Routing-variant state a dense model has no counterpart for, started at
+  // zero as the papers start it: the noisy-gating noise projection
+  // (gate_noise.weight; Shazeer et al. 2017 initialise W_noise to zeros) and
+  // the auxiliary-loss-free selection bias (gate.e_score_correction_bias;
+  // DeepSeek-V3 starts it at 0).
+  bool zero_init = false;
 };
 
 NameParts Parse(const std::string& name) {
@@ -42,7 +48,10 @@ NameParts Parse(const std::string& name) {
     return p;
   }
   if (parts[3] != "block_sparse_moe") return p;
-  if (parts.size() == 6 && parts[4] == "gate") p.router = true;
+  if (parts.size() == 6 && parts[4] == "gate" && parts[5] == "weight") p.router = true;
+  if (parts.size() == 6 && (parts[4] == "gate_noise" || parts[5] == "e_score_correction_bias")) {
+    p.zero_init = true;
+  }
   if (parts.size() == 8 && parts[4] == "experts" && absl::SimpleAtoi(parts[5], &p.expert)) {
     p.proj = parts[6];
   }
@@ -108,6 +117,14 @@ absl::StatusOr<UpcycleResult> Upcycle(const TrainConfig& config, const std::stri
                                       const UpcycleOptions& options, DType dtype) {
   if (absl::Status s = ValidateConfig(config, 1); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(config_label, ": ", s.message()));
+  }
+  if (config.moe().num_shared_experts() > 0) {
+    // The dense FFN has one function to give: as a shared expert beside
+    // routed copies the block would compute it twice (a different model).
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_label, ": moe.num_shared_experts = ", config.moe().num_shared_experts(),
+        ": upcycling into shared experts is not supported (the dense FFN would be counted twice); "
+        "upcycle with moe.num_shared_experts = 0"));
   }
   const std::vector<bool> mask = MoeLayerMask(config);
   if (std::find(mask.begin(), mask.end(), true) == mask.end()) {
@@ -190,6 +207,8 @@ absl::StatusOr<UpcycleResult> Upcycle(const TrainConfig& config, const std::stri
     if (p.router) {
       routers[name] = hidden_rows.empty() ? InitRouter(config, name, E, D) : hidden_rows[p.layer];
       composed.AddTensor(name, routers[name]);
+    } else if (p.zero_init) {
+      composed.AddTensor(name, Tensor::Zeros(view.shape(), DType::kF64));
     } else if (p.expert >= 0) {
       const HfCheckpoint* source = donors.empty() ? base->get() : donors[p.expert].get();
       composed.AddFrom(name, source, DenseName(p.layer, p.proj));
@@ -214,6 +233,10 @@ absl::StatusOr<UpcycleResult> Upcycle(const TrainConfig& config, const std::stri
   } else {
     for (int e = 0; e < E; ++e)
       result.report.push_back(absl::StrCat("expert ", e, ": FFN of ", options.expert_from[e]));
+  }
+  if (config.moe().noisy_gating()) result.report.push_back("noisy gating: noise projections zero");
+  if (config.moe().aux_free_bias_update_rate() > 0) {
+    result.report.push_back("auxiliary-loss-free selection bias: zero");
   }
   if (config.upcycle().expert_noise() > 0) {
     result.report.push_back(absl::StrCat("expert noise: ", config.upcycle().expert_noise(),

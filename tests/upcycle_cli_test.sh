@@ -84,6 +84,18 @@ check "forward on the upcycled MoE" 0 -- "$SB" forward --config "$T/moe.textprot
   --weights "$T/moe_init" --tokens "$T/tokens.safetensors" --out "$T/fw_moe.safetensors"
 expect "upcycled MoE has the dense loss (renormalised top-2, dropless)" \
   same_loss "$(loss_of "$T/fw_moe.safetensors")" "$dense_loss" 1e-5
+# Routing-variant state the dense model lacks starts at zero (noise
+# projection, selection bias): still the dense function at inference.
+check "upcycle with noisy gating and aux-loss-free balancing" 0 "selection bias: zero" -- \
+  "$SB" upcycle --from "$T/dense_hf" --config "$T/moe.textproto" --out "$T/moe_variants" \
+  --set moe.noisy_gating=true --set moe.aux_free_bias_update_rate=0.001
+check "forward on the upcycled variant" 0 -- "$SB" forward --config "$T/moe.textproto" \
+  --set moe.noisy_gating=true --set moe.aux_free_bias_update_rate=0.001 \
+  --weights "$T/moe_variants" --tokens "$T/tokens.safetensors" --out "$T/fw_variants.safetensors"
+expect "the variant's upcycled MoE has the dense loss" \
+  same_loss "$(loss_of "$T/fw_variants.safetensors")" "$dense_loss" 1e-5
+check "upcycle refuses shared experts" 2 "upcycling into shared experts is not supported" -- \
+  "$SB" upcycle --from "$T/dense_hf" --config "$T/moe.textproto" --out "$T/x" --set moe.num_shared_experts=1
 cat >"$T/prompts.json" <<'EOF'
 {"prepend_bos": false, "experts": [
   {"positive_prompts": ["for i in range(10):"]}, {"positive_prompts": ["The tutorial"]},
