@@ -545,10 +545,14 @@ absl::Status Trainer::Run() {
   }
   const double unigram = train_data_->UnigramEntropy();
   if (chief()) {
-    std::printf("model: %.2fM parameters (%.2fM active per token), %d MoE of %d layers, %d experts top-%d\n",
-                model_->NumParameters() / 1e6, ActiveParametersPerToken(model_options_) / 1e6,
-                static_cast<int>(model_->MoeLayers().size()), model_options_.num_layers,
-                model_options_.router.num_experts, model_options_.router.top_k);
+    const int num_moe = static_cast<int>(model_->MoeLayers().size());
+    const std::string routing =
+        num_moe ? absl::StrFormat("%d MoE of %d layers, %d experts top-%d", num_moe,
+                                  model_options_.num_layers, model_options_.router.num_experts,
+                                  model_options_.router.top_k)
+                : absl::StrFormat("dense, %d layers", model_options_.num_layers);
+    std::printf("model: %.2fM parameters (%.2fM active per token), %s\n", model_->NumParameters() / 1e6,
+                ActiveParametersPerToken(model_options_) / 1e6, routing.c_str());
     std::printf("memory: about %s (estimate)\n", memory_estimate_.Describe().c_str());
     std::printf("data:  %s\n", train_data_->Describe().c_str());
     if (std::isfinite(peak_flops_)) {
