@@ -81,29 +81,9 @@ void RouterGatesBackward(const Tensor& topk_probs, const Tensor& gates, const Te
 void AssignSlots(const Tensor& expert_ids, int num_experts, int64_t capacity, const Tensor& slot,
                  const Tensor& routed, const Tensor& kept) {
   SB_ON_CUDA(expert_ids, AssignSlots, expert_ids, num_experts, capacity, slot, routed, kept);
-  const int64_t rows = expert_ids.dim(0), k = expert_ids.dim(1);
-  CheckShape(slot, {rows, k}, "AssignSlots slot");
-  CheckShape(routed, {num_experts}, "AssignSlots routed");
-  CheckShape(kept, {num_experts}, "AssignSlots kept");
-  const int32_t* ids = expert_ids.data<int32_t>();
-  int32_t* s = slot.data<int32_t>();
-  int32_t* nr = routed.data<int32_t>();
-  int32_t* nk = kept.data<int32_t>();
-  std::fill(nr, nr + num_experts, 0);
-  std::fill(nk, nk + num_experts, 0);
-  // Priority: choice rank, then token order (a sequential scan is the spec).
-  for (int64_t r = 0; r < k; ++r) {
-    for (int64_t t = 0; t < rows; ++t) {
-      const int32_t e = ids[t * k + r];
-      SB_CHECK(e >= 0 && e < num_experts) << "expert id " << e;
-      ++nr[e];
-      if (capacity < 0 || nk[e] < capacity) {
-        s[t * k + r] = nk[e]++;
-      } else {
-        s[t * k + r] = -1;
-      }
-    }
-  }
+  // Priority: choice rank, then token order (a sequential scan is the spec):
+  // the ordered scan in token order with every choice active.
+  AssignSlotsOrdered(expert_ids, nullptr, nullptr, num_experts, capacity, slot, routed, kept);
 }
 
 void PermutationIndices(const Tensor& expert_ids, const Tensor& slot, const Tensor& kept,
