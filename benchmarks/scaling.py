@@ -8,6 +8,7 @@ plots and, with --docs, docs/benchmarks.md.
   /usr/bin/python3 benchmarks/scaling.py --docs            # the default sweep -> docs/benchmarks.md (~30 min)
   /usr/bin/python3 benchmarks/scaling.py --quick           # a few minutes, results in runs/bench/
   /usr/bin/python3 benchmarks/scaling.py --sweep FILE.yaml [--out DIR] [--skip_baselines]
+  /usr/bin/python3 benchmarks/scaling.py --docs_from runs/bench/default-<time>   # docs of a finished sweep
 
 (Debian's /usr/bin/python3: python3-matplotlib and python3-yaml, installed
 by launch/install_deps.sh. The HF baseline runs in /opt/sb-latest-venv,
@@ -220,6 +221,21 @@ def run_hf_point(spec, sweep, point, build_dir, log_file):
                 speedup=hf["switchboard_speedup"], max_grad_rel_diff=hf["max_grad_rel_diff"])
 
 
+def write_docs(report, out, plots, spec, sweep_path):
+    """docs/benchmarks.md, docs/benchmarks/*.png and benchmarks/results/scaling_<sweep>.{json,csv}
+    from a finished sweep's directory."""
+    import scaling_docs  # noqa: E402 (matplotlib only when plotting)
+    docs_dir = os.path.join(REPO, "docs", "benchmarks")
+    os.makedirs(docs_dir, exist_ok=True)
+    for p in plots:
+        shutil.copy(os.path.join(out, p), os.path.join(docs_dir, p))
+    results = os.path.join(REPO, "benchmarks", "results", f"scaling_{spec['name']}")
+    shutil.copy(os.path.join(out, "scaling.json"), results + ".json")
+    shutil.copy(os.path.join(out, "scaling.csv"), results + ".csv")
+    path = scaling_docs.write(report, plots, os.path.join(REPO, "docs", "benchmarks.md"), sweep_path)
+    log(f"wrote {os.path.relpath(path, REPO)}, docs/benchmarks/*.png, {os.path.relpath(results, REPO)}.{{json,csv}}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sweep", default=os.path.join(REPO, "benchmarks", "sweeps", "default.yaml"))
@@ -229,7 +245,15 @@ def main():
                     help="also write docs/benchmarks.md, docs/benchmarks/*.png and benchmarks/results/scaling_<sweep>.{json,csv}")
     ap.add_argument("--skip_baselines", action="store_true", help="no HF rows (no venv needed)")
     ap.add_argument("--build_dir", default=os.environ.get("SB_BUILD_DIR", os.path.join(REPO, "build")))
+    ap.add_argument("--docs_from", metavar="DIR",
+                    help="write the docs (as --docs) from a finished sweep's directory, without rerunning it")
     args = ap.parse_args()
+    if args.docs_from:
+        with open(os.path.join(args.docs_from, "scaling.json")) as f:
+            report = json.load(f)
+        plots = sorted(p for p in os.listdir(args.docs_from) if p.endswith(".png"))
+        write_docs(report, args.docs_from, plots, report["sweep"], os.path.join(REPO, report["sweep_file"]))
+        return
     sweep_path = os.path.join(REPO, "benchmarks", "sweeps", "quick.yaml") if args.quick else args.sweep
     spec = load_sweep(sweep_path)
     out = args.out or os.path.join(REPO, "runs", "bench", f"{spec['name']}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -290,17 +314,7 @@ def main():
     log(f"wrote {out}/scaling.json, scaling.csv, {', '.join(plots)} in {report['minutes']} min; "
         f"load average {' '.join(report['load_end'])}")
     if args.docs:
-        import scaling_docs  # noqa: E402
-        docs_dir = os.path.join(REPO, "docs", "benchmarks")
-        os.makedirs(docs_dir, exist_ok=True)
-        for p in plots:
-            shutil.copy(os.path.join(out, p), os.path.join(docs_dir, p))
-        results = os.path.join(REPO, "benchmarks", "results", f"scaling_{spec['name']}")
-        shutil.copy(os.path.join(out, "scaling.json"), results + ".json")
-        shutil.copy(os.path.join(out, "scaling.csv"), results + ".csv")
-        path = scaling_docs.write(report, plots, os.path.join(REPO, "docs", "benchmarks.md"), sweep_path)
-        log(f"wrote {os.path.relpath(path, REPO)}, docs/benchmarks/*.png, {os.path.relpath(results, REPO)}.{{json,csv}}")
-
+        write_docs(report, out, plots, spec, sweep_path)
 
 if __name__ == "__main__":
     main()
