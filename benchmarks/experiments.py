@@ -47,7 +47,8 @@ UPCYCLE_CFG = "configs/upcycle_8x_top2.textproto"
 
 # Per mode: seeds (train.seed), steps of set (a)/(c), optimizer steps of the
 # upcycled continuation (the dense continuation gets as many FLOPs), batch,
-# logging/eval cadence, windows of the final whole-split evaluation (0: all).
+# logging/eval cadence, windows of the final whole-split evaluation (0: all),
+# checkpoints (smoke keeps two: its test resumes a run from the first).
 MODES = {
     "full": dict(seeds=[1234, 1235, 1236], steps=200, warmup=20, cont_steps=100, cont_warmup=10,
                  batch=16, seq=128, log_every=5, eval_every=20, eval_batches=8, eval_windows=0,
@@ -57,7 +58,7 @@ MODES = {
                   ckpt_every=20, high_lr=6e-2),
     "smoke": dict(seeds=[1234, 1235], steps=8, warmup=2, cont_steps=4, cont_warmup=1,
                   batch=4, seq=32, log_every=1, eval_every=4, eval_batches=1, eval_windows=8,
-                  ckpt_every=4, high_lr=6e-2),
+                  ckpt_every=4, keep_last=2, high_lr=6e-2),
 }
 
 MOE_COMMON = ["moe.capacity_factor_train=1.25", "moe.capacity_factor_eval=1.25",
@@ -149,7 +150,8 @@ def plan(mode, data):
                       f"train.seq_len={m['seq']}", f"train.log_every={m['log_every']}",
                       f"train.eval_every={m['eval_every']}", f"train.eval_batches={m['eval_batches']}",
                       f"train.seed={seed}", f"schedule.warmup_steps={warmup}",
-                      f"checkpoint.every_steps={m['ckpt_every']}", "checkpoint.keep_last=1",
+                      f"checkpoint.every_steps={m['ckpt_every']}",
+                      f"checkpoint.keep_last={m.get('keep_last', 1)}",
                       "logging.expert_counts=true", f"data.train_path={data}/train",
                       f"data.val_path={data}/val"]
             all_sets = common + extra + sets

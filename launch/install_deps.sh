@@ -17,6 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev
   libxxhash-dev    # checkpoint checksums (moe/io/checksum.h)
   python3 iproute2
+  python3-matplotlib  # the experiment suite's curves (benchmarks/experiments.py)
   python3.11-doc   # default corpus: the Python docs' reStructuredText sources
   dpkg-dev         # apt-get source (data/sentencepiece/build_sentencepiece.sh)
   sentencepiece    # spm_train / spm_encode: reference for tests and benchmarks only;
