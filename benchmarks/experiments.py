@@ -164,20 +164,8 @@ def plan(mode, data):
 
 # ------------------------------------------------------------------ running
 
-def read_metrics(path):
-    recs = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    recs.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut off by a kill; train --resume trims it
-    return recs
-
-
 def trained(run_dir, steps):
-    recs = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    recs = experiments_report.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
     return bool(recs) and recs[-1].get("step") == steps and "val_loss" in recs[-1]
 
 

@@ -61,7 +61,7 @@ def read_jsonl(path):
                 try:
                     out.append(json.loads(line))
                 except ValueError:
-                    pass
+                    pass  # a line cut off by a kill; train --resume trims it
     return out
 
 
