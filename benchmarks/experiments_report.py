@@ -230,7 +230,8 @@ def report(out, results, doc):
                    set_a={a: dict(zip(("speedup_tokens", "speedup_wall", "seeds_reached"), speedups(rows, a)),
                                   gap=paired(rows, a, "dense")) for a in arms if arms[a]["set"] == "a" and a != "dense"},
                    set_b=up,
-                   set_c={a: dict(vs_base=paired(rows, a, "moe_e8_top2")) for a in arms if arms[a]["set"] == "c"})
+                   set_c={a: dict(vs_base=paired(rows, a, "moe_e8_top2")) for a in arms if arms[a]["set"] == "c"},
+                   z_loss=paired(rows, "z1e-3_high_lr", "z0_high_lr"))
     with open(os.path.join(results, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     import experiments_plots  # matplotlib only here: the CSV/JSON need none
@@ -359,6 +360,10 @@ def section_text(name, results, doc, summary, arms, rows, plots, plan):
                  f"{fmt(cd['wall'], 0)} s vs {fmt(cu['wall'], 0)} s.")
     elif name == "set_c":
         L += [img("set_c_bars"), img("set_c_zloss"), ""]
+        z, below, n = summary["z_loss"]
+        L.append(f"At lr {s['high_lr']:g}, z-loss 1e-3 minus z-loss 0 (paired): {fmt(z, 4)}; "
+                 f"lower with z-loss in {below}/{n} seeds.")
+        L.append("")
         L.append(f"Spike: a logged training loss (mean of {s['log_every']} steps) more than "
                  f"{summary['spike_nats']} nats above the lowest logged before it, after warmup. "
                  "Diverged: a skipped non-finite step, or a final training loss above the one at the end "
