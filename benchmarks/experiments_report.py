@@ -49,6 +49,14 @@ def fmt(ms, digits=3):
     return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
 
 
+def pfmt(ms):
+    """A paired difference with its t statistic (mean / (std / sqrt(n)); n - 1 degrees of freedom)."""
+    m, sd, n = ms
+    if m is None or n < 2 or not sd:
+        return fmt(ms, 4)
+    return f"{fmt(ms, 4)} (t {m / (sd / math.sqrt(n)):.1f})"
+
+
 def xfmt(ms):
     return "not reached" if ms[0] is None else fmt(ms, 2) + "x"
 
@@ -332,7 +340,7 @@ def section_text(name, results, doc, summary, arms, rows, plots, plan):
         L.append("|---|---|---|---|---|---|---|")
         for arm, v in summary["set_a"].items():
             gap, below, n = v["gap"]
-            L.append(f"| {arm} | {fmt(arms[arm]['final_val_full'])} | {fmt(gap, 4)} | {below}/{n} | "
+            L.append(f"| {arm} | {fmt(arms[arm]['final_val_full'])} | {pfmt(gap)} | {below}/{n} | "
                      f"{xfmt(v['speedup_tokens'])} | {xfmt(v['speedup_wall'])} | "
                      f"{v['seeds_reached']}/{arms[arm]['seeds']} |")
     elif name == "set_b":
@@ -355,13 +363,13 @@ def section_text(name, results, doc, summary, arms, rows, plots, plan):
         L.append(f"At equal extra training FLOPs ({cu['flops'] / 1e12:.3f} TFLOP upcycled, "
                  f"{cd['flops'] / 1e12:.3f} TFLOP dense): final val loss dense-continued "
                  f"{fmt(cd['final_val_full'])}, upcycled {fmt(cu['final_val_full'])}; upcycled minus dense "
-                 f"(paired) {fmt(fin, 4)}, upcycled lower in {below}/{n} seeds. Extra tokens: dense "
+                 f"(paired) {pfmt(fin)}, upcycled lower in {below}/{n} seeds. Extra tokens: dense "
                  f"{cd['tokens'] / 1e6:.3f} M, upcycled {cu['tokens'] / 1e6:.3f} M; trainer wall "
                  f"{fmt(cd['wall'], 0)} s vs {fmt(cu['wall'], 0)} s.")
     elif name == "set_c":
         L += [img("set_c_bars"), img("set_c_zloss"), ""]
         z, below, n = summary["z_loss"]
-        L.append(f"At lr {s['high_lr']:g}, z-loss 1e-3 minus z-loss 0 (paired): {fmt(z, 4)}; "
+        L.append(f"At lr {s['high_lr']:g}, z-loss 1e-3 minus z-loss 0 (paired): {pfmt(z)}; "
                  f"lower with z-loss in {below}/{n} seeds.")
         L.append("")
         L.append(f"Spike: a logged training loss (mean of {s['log_every']} steps) more than "
@@ -378,7 +386,7 @@ def section_text(name, results, doc, summary, arms, rows, plots, plan):
                 diff, better = "(reference)", "-"
             else:
                 d, below, n = summary["set_c"][arm]["vs_base"]
-                diff, better = fmt(d, 4), f"{below}/{n}"
+                diff, better = pfmt(d), f"{below}/{n}"
             pct = lambda ms: fmt((None if ms[0] is None else 100 * ms[0],
                                   None if ms[1] is None else 100 * ms[1], ms[2]), 1) + "%"
             L.append(f"| {arm} | {fmt(a['final_val_full'])} | {diff} | {better} | {pct(a['train_drop'])} | "
