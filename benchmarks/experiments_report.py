@@ -228,6 +228,8 @@ def report(out, results, doc):
         plan = json.load(f)
     rows, arms = summarize(out, plan)
     os.makedirs(results, exist_ok=True)
+    with open(os.path.join(results, "plan.json"), "w") as f:  # every run's exact command-line overrides
+        json.dump(plan, f, indent=1)
     write_csvs(results, rows)
     up = upcycle_jump(out, rows, plan)
     summary = dict(mode=plan["mode"], settings=plan["settings"], generated=time.strftime("%Y-%m-%d %H:%M"),
