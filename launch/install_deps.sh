@@ -17,7 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev
   libxxhash-dev    # checkpoint checksums (moe/io/checksum.h)
   python3 iproute2
-  python3-matplotlib python3-yaml  # analyze-routing plots; benchmarks/scaling.py (sweeps, plots)
+  python3-matplotlib python3-yaml  # analyze-routing plots; benchmarks/scaling.py (sweeps, plots); benchmarks/experiments.py (curves)
   python3.11-doc   # default corpus: the Python docs' reStructuredText sources
   dpkg-dev         # apt-get source (data/sentencepiece/build_sentencepiece.sh)
   sentencepiece    # spm_train / spm_encode: reference for tests and benchmarks only;
