@@ -493,16 +493,10 @@ void Trainer::LogStep(int64_t step, const StepMetrics& m, double val_loss, doubl
       step + 1, steps, m.loss, m.aux_loss, m.z_loss, m.lr, m.grad_norm, tokens_per_s,
       tokens_per_s * flops_per_token_ / 1e9, 100.0 * m.dropped_fraction, FormatDuration(eta));
   if (std::isfinite(val_loss)) absl::StrAppend(&line, absl::StrFormat(" | val %.4f", val_loss));
-  // logging.expert_counts: routed choices per expert of each MoE block (the
-  // step's last micro-batch, summed over ranks), one line per block.
-  size_t moe = 0;
-  for (size_t layer = 0; layer < model_options_.moe_layers.size(); ++layer) {
-    if (!model_options_.moe_layers[layer] || moe >= expert_counts.size()) continue;
-    absl::StrAppend(&line, absl::StrFormat("\n  experts of layer %d (moe%d):", layer, moe));
-    for (int64_t c : expert_counts[moe]) absl::StrAppend(&line, " ", c);
-    ++moe;
-  }
   std::printf("%s\n", line.c_str());
+  // logging.expert_counts: one line per MoE block with the routed choices
+  // per expert (the step's last micro-batch, summed over ranks). The counts
+  // are also gathered for TensorBoard, which does not print them.
   if (config_.logging().expert_counts()) std::printf("%s", FormatExpertCounts(expert_counts).c_str());
   std::fflush(stdout);
   const double model_flops = tokens_per_s * flops_per_token_;

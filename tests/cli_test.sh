@@ -101,7 +101,7 @@ expect_fail 2 "this run needs about" "$bin" train "${tiny[@]}" --set model.d_mod
 "$bin" train "${tiny[@]}" --set logging.expert_counts=true --set checkpoint.every_steps=0 \
   --run_dir "$tmp/counts" >"$tmp/out" || { echo "FAIL: train with expert counts"; failures=$((failures + 1)); }
 # logging.expert_counts prints each MoE block's counts (4 steps x 2 blocks).
-[ "$(grep -c "^  experts of layer [01] (moe[01]):\( [0-9]*\)\{4\}$" "$tmp/out")" -eq 8 ] || {
+[ "$(grep -c "^  moe [01] | max/mean [0-9.]* |\( [0-9]*\)\{4\}$" "$tmp/out")" -eq 8 ] || {
   echo "FAIL: no per-layer expert counts:"; cat "$tmp/out"; failures=$((failures + 1)); }
 # Active parameters never exceed the total and do not depend on seq_len.
 active_of() { sed -n 's/^model: \([0-9.]*\)M parameters (\([0-9.]*\)M active.*/\1 \2/p' "$tmp/out"; }
@@ -109,6 +109,8 @@ read -r total active <<<"$(active_of)"
 "$bin" train "${tiny[@]}" --set moe.top_k=4 --set train.seq_len=32 --set train.steps=1 \
   --set checkpoint.every_steps=0 --run_dir "$tmp/all_experts" >"$tmp/out"
 read -r total4 active4 <<<"$(active_of)"
+# Without logging.expert_counts no count lines (TensorBoard gathers the counts too).
+grep -q "max/mean" "$tmp/out" && { echo "FAIL: expert counts printed without logging.expert_counts"; failures=$((failures + 1)); }
 python3 -c "import sys; t,a,t4,a4=map(float,sys.argv[1:]); sys.exit(not (a < t and a4 == t4 == t))" \
   "$total" "$active" "$total4" "$active4" || {
   echo "FAIL: active parameters $active of $total (top-2), $active4 of $total4 (top-4 of 4)"
